@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Set everything up, then run the demo or the whole test suite. Needs only Python >= 3.11.
+
+python3 dev.py demo      # virtualenv + install + `inventory demo`
+python3 dev.py test      # virtualenv + install + every check CI runs (pytest args may follow)
+python3 dev.py bench     # virtualenv + install + the benchmarks (see benchmarks/README.md)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".installed"
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
+    print("+", " ".join(str(a) for a in args), flush=True)
+    result = subprocess.run([str(a) for a in args], cwd=ROOT, env=env, check=False)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def setup() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"inventory needs Python >= 3.11, this is {sys.version.split()[0]}")
+    if not (BIN / "python").exists():
+        print(f"creating {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    # constraints.txt pins every package to the versions CI last passed with.
+    inputs = (ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes()
+    wanted = hashlib.sha256(inputs).hexdigest()
+    if not STAMP.exists() or STAMP.read_text() != wanted:
+        run(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        run(
+            BIN / "python", "-m", "pip", "install", "--quiet",
+            "-c", "constraints.txt", "-e", ".[dev]",
+        )  # fmt: skip
+        STAMP.write_text(wanted)
+
+
+def test(pytest_args: list[str]) -> None:
+    run(BIN / "ruff", "check", ".")
+    run(BIN / "ruff", "format", "--check", ".")
+    run(BIN / "mypy", "inventory", "migrations", "tests", "benchmarks", "scripts")
+    run(BIN / "lint-imports")
+    env = dict(os.environ)
+    env.pop("INVENTORY_DATABASE_URL", None)
+    scratch = ROOT / ".alembic-check.db"
+    scratch.unlink(missing_ok=True)
+    try:
+        run(BIN / "alembic", "-x", f"url=sqlite:///{scratch}", "upgrade", "head", env=env)
+        run(BIN / "alembic", "-x", f"url=sqlite:///{scratch}", "check", env=env)
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{scratch}{suffix}").unlink(missing_ok=True)
+    # PostgreSQL is checked by the test suite itself (tests/test_migrations.py).
+    run(BIN / "pytest", *pytest_args)
+
+
+def main() -> None:
+    command, *rest = sys.argv[1:] or ["help"]
+    if command not in ("demo", "test", "bench"):
+        sys.exit(__doc__)
+    setup()
+    if command == "demo":
+        run(BIN / "inventory", "demo", *rest)
+    elif command == "test":
+        test(rest)
+    else:
+        run(BIN / "python", "-m", "benchmarks", *rest)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from inventory.cli import main
+
+main()

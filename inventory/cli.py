@@ -1,0 +1,269 @@
+"""The ``inventory`` command line.
+
+Exit codes: 0 success; 1 an account failed (the others still synced); 2 configuration or
+usage problem. A user's mistake gets one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from inventory.errors import ConfigError, InventoryError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="inventory",
+    help="A SQL mirror, with history, of Cloudflare Zero Trust MCP portals across accounts.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+
+# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; give them room instead.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can cause into one line and an exit code."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except InventoryError as exc:
+        fail(str(exc), 2)
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None) or exc
+        first = (str(orig).strip().splitlines() or [type(exc).__name__])[0]
+        fail(f"database error: {first}", 1)
+
+
+class Options:
+    """Global options, passed on to the settings as the highest-priority source."""
+
+    def __init__(self, overrides: dict[str, object], config: Path | None) -> None:
+        self.overrides = overrides
+        self.config = config
+
+    def settings(self, *, require_accounts: bool = True) -> Any:
+        import os
+
+        from inventory.settings import load_settings
+
+        environ = dict(os.environ)
+        if self.config is not None:
+            environ["INVENTORY_CONFIG"] = str(self.config)
+        settings = load_settings(
+            overrides=self.overrides, environ=environ, require_accounts=require_accounts
+        )
+        from inventory.logs import configure_logging
+
+        configure_logging(settings.log_level, settings.log_format)
+        return settings
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML configuration file.")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy database URL.", show_default=False)
+    ] = None,
+    api_base_url: Annotated[str | None, typer.Option(help="Cloudflare API base URL.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    log_format: Annotated[str | None, typer.Option(help="auto, json or console.")] = None,
+) -> None:
+    overrides: dict[str, object] = {}
+    for name, value in (
+        ("database_url", database_url),
+        ("api_base_url", api_base_url),
+        ("log_level", log_level),
+        ("log_format", log_format),
+    ):
+        if value is not None:
+            overrides[name] = value
+    ctx.obj = Options(overrides, config)
+
+
+def _engine(settings: Any) -> Any:
+    from inventory.db.engine import make_engine
+
+    return make_engine(settings.database_url_secret())
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Create the schema or bring it up to date."""
+    from inventory.db.migrate import upgrade
+
+    with user_errors():
+        settings = ctx.obj.settings(require_accounts=False)
+        engine = _engine(settings)
+        before, after = upgrade(engine, revision)
+        engine.dispose()
+    if before == after:
+        out.print(f"database already at revision {after}")
+    else:
+        out.print(f"database upgraded from {before or 'empty'} to {after}")
+
+
+@db_app.command("current")
+def db_current(ctx: typer.Context) -> None:
+    """Show the schema revision of the database and the one this code needs."""
+    from inventory.db.migrate import current_revision, head_revision
+
+    with user_errors():
+        engine = _engine(ctx.obj.settings(require_accounts=False))
+        current = current_revision(engine)
+        engine.dispose()
+    head = head_revision()
+    state = "up to date" if current == head else "behind: run `inventory db upgrade`"
+    out.print(f"database: {current or 'empty'}  code: {head}  ({state})")
+
+
+@config_app.command("check")
+def config_check(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the effective configuration, secrets redacted; exit 2 on any problem."""
+    with user_errors():
+        settings = ctx.obj.settings()
+    redacted = settings.redacted()
+    if as_json:
+        out.print_json(json.dumps(redacted, default=str))
+        return
+    from inventory.render import config_table
+
+    out.print(config_table(redacted))
+    out.print(f"[green]ok[/]: {len(settings.accounts)} account(s) configured")
+
+
+@app.command("sync")
+def sync_command(
+    ctx: typer.Context,
+    account: Annotated[
+        list[str] | None, typer.Option("--account", "-a", help="Only this account id (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """One pass over every configured account, then exit (1 if any account failed)."""
+    from inventory.render import results_json, results_table
+    from inventory.service import run_sync
+
+    with user_errors():
+        settings = ctx.obj.settings()
+        selected = _select_accounts(settings.accounts, account or [])
+        results = run_sync(
+            settings, selected, all_accounts=not account, progress=err.is_terminal and not as_json
+        )
+    if as_json:
+        sys.stdout.write(results_json(results) + "\n")
+    else:
+        out.print(results_table(results))
+    raise typer.Exit(0 if all(r.ok for r in results) else 1)
+
+
+def _select_accounts(accounts: list[Any], wanted: list[str]) -> list[Any]:
+    if not wanted:
+        return accounts
+    by_id = {a.id: a for a in accounts}
+    unknown = [w for w in wanted if w.lower() not in by_id]
+    if unknown:
+        raise ConfigError(
+            f"--account {unknown[0]} is not a configured account", source="command line"
+        )
+    return [by_id[w.lower()] for w in dict.fromkeys(wanted)]
+
+
+@app.command("simulate")
+def simulate_command(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8787,
+    seed: Annotated[int, typer.Option(help="Seed of the generated inventory.")] = 1,
+    accounts: Annotated[int, typer.Option(help="Number of accounts.")] = 3,
+    portals: Annotated[int, typer.Option(help="Portals per account.")] = 5,
+    advance_every: Annotated[
+        float | None, typer.Option(help="Apply a step of changes every N seconds.")
+    ] = None,
+) -> None:
+    """Serve a simulated Cloudflare API on 127.0.0.1 (for trying inventory without an account)."""
+    from inventory.simulator import SimulatedCloudflare, serve_forever
+
+    sim = SimulatedCloudflare(seed=seed, accounts=accounts, portals_per_account=portals)
+    base = f"http://127.0.0.1:{port}/client/v4"
+    out.print(f"simulated Cloudflare API at [bold]{base}[/]")
+    out.print(
+        f"token: {sim.api_token}  (or X-Auth-Email {sim.api_email}, X-Auth-Key {sim.api_key})"
+    )
+    out.print("accounts: " + ", ".join(sim.account_ids))
+    out.print("try:")
+    env = json.dumps([{"id": a, "api_token": sim.api_token} for a in sim.account_ids])
+    out.print(
+        f"  INVENTORY_API_BASE_URL={base} INVENTORY_ACCOUNTS='{env}' inventory sync",
+        soft_wrap=True,
+        highlight=False,
+    )
+    try:
+        serve_forever(sim, port=port, advance_every=advance_every)
+    except OSError as exc:
+        fail(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}")
+
+
+@app.command("demo")
+def demo_command(
+    cycles: Annotated[int, typer.Option(help="Sync cycles to run.")] = 3,
+    database_url: Annotated[
+        str | None, typer.Option(help="Where to keep the demo's data (default: a new demo.db).")
+    ] = None,
+) -> None:
+    """A first run: a simulated API, a few sync cycles, and what changed between them."""
+    from inventory.demo import run_demo
+
+    with user_errors():
+        run_demo(out, cycles=cycles, database_url=database_url)
+
+
+def _register_commands() -> None:
+    from inventory.commands.daemon import register as register_daemon
+    from inventory.commands.reports import register as register_reports
+
+    register_daemon(app)
+    register_reports(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,634 @@
+"""The HTTP client for Cloudflare's API: credentials per call, retries in one place, strict bodies.
+
+    get_json
+    └── stamina.retry_context, decided by ``_retry_wait`` (429/5xx/520-530, timeouts, dropped
+        connections; Retry-After honoured; bounded by attempts and by seconds)
+        └── _attempt: limiter.acquire() → send (streamed) → limiter.observe() → _read_envelope
+
+Every failure leaves as an ``inventory.errors.FetchError`` whose message names the request, what
+went wrong in an operator's words, and never a credential: anything the server says is scrubbed of
+the header values sent with the call before it is quoted.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import stamina
+
+from inventory.errors import ApiError, AuthError, BadResponseError, FetchError, TransportError
+from inventory.ratelimit import (
+    RateLimitBlocked,
+    RateLimiter,
+    RateLimiterRegistry,
+    read_budget,
+    retry_after,
+)
+
+__all__ = ["RETRY_STATUSES", "CloudflareClient", "RequestStats"]
+
+# 520-530 are Cloudflare's own edge errors: the origin was unreachable or misbehaved.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, *range(520, 531)})
+_RETRY_EXCEPTIONS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_SECRET_HEADERS = frozenset({"authorization", "x-auth-key", "x-auth-user-service-key", "cookie"})
+_ERROR_BODY_LIMIT = 64 * 1024  # enough for any error envelope; the rest of an error page is noise
+_WAIT_INITIAL, _WAIT_MAX, _WAIT_JITTER = 0.5, 30.0, 1.0
+_EDGE_REASONS = {  # Cloudflare's names for its edge errors, which httpx does not know
+    520: "Unknown Error",
+    521: "Web Server Is Down",
+    522: "Connection Timed Out",
+    523: "Origin Is Unreachable",
+    524: "A Timeout Occurred",
+    525: "SSL Handshake Failed",
+    526: "Invalid SSL Certificate",
+    527: "Railgun Error",
+    530: "Origin Error",
+}
+_HINTS = {
+    400: "Cloudflare refused the request as malformed",
+    401: "check the API token or key and its 'MCP Portals Read' permission on this account",
+    403: "check the API token or key and its 'MCP Portals Read' permission on this account",
+    404: "check the account id, and that MCP portals are available on this account",
+}
+
+
+@dataclass
+class RequestStats:
+    """Counters for one unit of work; safe to share between threads."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limit_waits: int = 0  # waits Cloudflare asked for (429)
+    rate_limit_wait_seconds: float = 0.0
+    by_status: dict[int, int] = field(default_factory=dict)
+    throttled: int = 0  # waits our own limiter imposed before sending
+    throttled_seconds: float = 0.0
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    def add(
+        self,
+        *,
+        requests: int = 0,
+        retries: int = 0,
+        rate_limit_wait: float | None = None,
+        throttled: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        with self._lock:
+            self.requests += requests
+            self.retries += retries
+            if rate_limit_wait is not None:
+                self.rate_limit_waits += 1
+                self.rate_limit_wait_seconds += rate_limit_wait
+            if throttled is not None:
+                self.throttled += 1
+                self.throttled_seconds += throttled
+            if status is not None:
+                self.by_status[status] = self.by_status.get(status, 0) + 1
+
+
+class _RetryableError(Exception):
+    """One failed attempt worth another; ``cause`` is already in operator words and scrubbed."""
+
+    def __init__(
+        self,
+        cause: str,
+        *,
+        status: int | None = None,
+        wait_hint: float | None = None,
+        not_json: bool = False,
+        codes: tuple[int, ...] = (),
+    ) -> None:
+        super().__init__(cause)
+        self.cause, self.status, self.wait_hint = cause, status, wait_hint
+        self.not_json, self.codes = not_json, codes
+
+
+@dataclass
+class _Call:
+    """The state of one ``get_json`` call across its attempts."""
+
+    what: str  # "GET /accounts/…/mcp/portals?page=1"
+    url: str
+    secrets: tuple[str, ...]
+    stats: RequestStats
+    start: float
+    attempts: int = 0
+    throttled: float = 0.0  # our limiter's waits are not charged to the retry budget
+    pending_rate_limit_wait: float | None = None
+    gave_up_because: str = ""
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    def error(self, cls: type[FetchError], text: str, **kwargs: Any) -> FetchError:
+        return cls(self.scrub(text), url=self.url, **kwargs)
+
+
+class CloudflareClient:
+    """Thread-safe; one per process. Credentials come with each call and go only to ``base_url``."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        connect_timeout: float = 10,
+        read_timeout: float = 30,
+        max_retries: int = 5,
+        retry_max_time: float = 120,
+        max_response_bytes: int = 50_000_000,
+        verify: bool | str = True,
+        limiter_factory: Callable[[str], RateLimiter] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        user_agent: str = "inventory/0.1",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_retries < 0 or retry_max_time < 0 or max_response_bytes < 1:
+            raise ValueError("max_retries and retry_max_time must be >= 0, max_response_bytes >= 1")
+        self._max_retries = max_retries
+        self._retry_max_time = retry_max_time
+        self._max_response_bytes = max_response_bytes
+        self._read_timeout = read_timeout
+        self._connect_timeout = connect_timeout
+        self._clock = clock
+        self._limiters = RateLimiterRegistry(limiter_factory)
+        self._http = httpx.Client(
+            base_url=base_url,
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            follow_redirects=False,  # a redirect must not carry the credential anywhere else
+            verify=_ssl_verify(verify),
+            transport=transport,
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+        )
+        self._base = str(self._http.base_url)
+
+    def __repr__(self) -> str:
+        return f"CloudflareClient(base_url={self._base!r})"
+
+    def __enter__(self) -> CloudflareClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def get_json(
+        self,
+        path: str,
+        *,
+        params: dict[str, str | int],
+        headers: dict[str, str],
+        credential_key: str,
+        stats: RequestStats | None = None,
+    ) -> dict[str, Any]:
+        """GET ``path`` under ``base_url``; Cloudflare's success envelope, or a FetchError."""
+        request = self._build(path, params, headers)
+        query = request.url.query.decode("ascii", "replace")
+        call = _Call(
+            what=f"GET {path}" + (f"?{query}" if query else ""),
+            url=str(request.url),
+            secrets=_secrets(headers),
+            stats=stats if stats is not None else RequestStats(),
+            start=self._clock(),
+        )
+        for name, value in headers.items():
+            if not value.isprintable():  # a stray newline from a secrets file, say
+                raise call.error(
+                    AuthError,
+                    f"the {name} header for {call.what} holds a control character; not sent",
+                )
+        limiter = self._limiters.get(credential_key)
+        try:
+            for attempt in stamina.retry_context(
+                on=lambda exc: self._retry_wait(call, exc),
+                attempts=self._max_retries + 1,
+                timeout=None,  # the time budget is kept by _retry_wait, which also caps each wait
+            ):
+                with attempt:
+                    self._begin_attempt(call)
+                    return self._attempt(call, request, limiter)
+        except _RetryableError as exc:
+            raise self._gave_up(call, exc) from None
+        raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
+
+    def _build(
+        self, path: str, params: dict[str, str | int], headers: dict[str, str]
+    ) -> httpx.Request:
+        segments = path.split("/")
+        if not path.startswith("/") or path.startswith("//") or "?" in path or "#" in path:
+            raise ValueError(f"path must be relative to base_url, like /accounts/…, not {path!r}")
+        if "." in segments or ".." in segments or "\\" in path:
+            raise ValueError(f"path must not climb out of base_url: {path!r}")
+        request = self._http.build_request("GET", path, params=params, headers=headers)
+        if not str(request.url).startswith(self._base):  # belt and braces: the token stays home
+            raise ValueError(f"path {path!r} resolves outside base_url")
+        return request
+
+    def _begin_attempt(self, call: _Call) -> None:
+        call.attempts += 1
+        if call.attempts > 1:
+            call.stats.add(retries=1, rate_limit_wait=call.pending_rate_limit_wait)
+        call.pending_rate_limit_wait = None
+
+    def _attempt(self, call: _Call, request: httpx.Request, limiter: RateLimiter) -> dict[str, Any]:
+        budget_left = max(self._retry_max_time - self._elapsed(call), 0.0)
+        try:
+            waited = limiter.acquire(max_block=budget_left)
+        except RateLimitBlocked as exc:
+            raise call.error(
+                ApiError,
+                f"{call.what}: not sent: Cloudflare's rate limit blocks this credential for "
+                f"another {exc.seconds:.0f} s, more than the {budget_left:.0f} s left of the "
+                f"{self._retry_max_time:g} s retry budget; the next sync will try again",
+                status_code=429,
+            ) from None
+        if waited > 0:
+            call.throttled += waited
+            call.stats.add(throttled=waited)
+        call.stats.add(requests=1)
+        try:
+            response = self._http.send(request, stream=True)
+        except _RETRY_EXCEPTIONS as exc:
+            raise _RetryableError(call.scrub(self._describe(exc, reading=False))) from None
+        except httpx.HTTPError as exc:
+            raise call.error(TransportError, f"{call.what}: {type(exc).__name__}: {exc}") from None
+        try:
+            call.stats.add(status=response.status_code)
+            limiter.observe(response.headers)
+            return self._read_envelope(call, response)
+        except _RETRY_EXCEPTIONS as exc:
+            raise _RetryableError(call.scrub(self._describe(exc, reading=True))) from None
+        finally:
+            response.close()
+
+    def _read_envelope(self, call: _Call, response: httpx.Response) -> dict[str, Any]:
+        status = response.status_code
+        if status in RETRY_STATUSES:
+            detail, codes, not_json = _error_detail(response, call)
+            hint = retry_after(response.headers)
+            if status == 429 and hint is None:
+                hint = read_budget(response.headers).reset
+            raise _RetryableError(
+                call.scrub(f"{_status(status)}{detail}"),
+                status=status,
+                wait_hint=hint,
+                not_json=not_json,
+                codes=codes,
+            )
+        if 300 <= status < 400:
+            where = response.headers.get("location", "nowhere")
+            raise call.error(
+                ApiError,
+                f"{_status(status)} from {call.what}: redirects are not followed "
+                f"(to {where}); check base_url",
+                status_code=status,
+            )
+        if not 200 <= status < 300:
+            detail, codes, _ = _error_detail(response, call)
+            advice = _HINTS.get(status)
+            cls = AuthError if status in (401, 403) else ApiError
+            text = f"{_status(status)} from {call.what}{detail}" + (f"; {advice}" if advice else "")
+            raise call.error(cls, text, status_code=status, codes=codes)
+        return _parse_envelope(call, response, self._max_response_bytes)
+
+    def _retry_wait(self, call: _Call, exc: Exception) -> bool | float:
+        """stamina's predicate: False to give up, else the seconds to wait before the next try."""
+        if not isinstance(exc, _RetryableError) or call.attempts > self._max_retries:
+            return False
+        remaining = self._retry_max_time - self._elapsed(call)
+        if remaining <= 0:
+            return False
+        if exc.wait_hint is not None:
+            if exc.wait_hint > remaining:
+                call.gave_up_because = (
+                    f"Cloudflare asked to wait {exc.wait_hint:.0f} s, more than the "
+                    f"{remaining:.0f} s left of the {self._retry_max_time:g} s retry budget"
+                )
+                return False
+            wait = exc.wait_hint
+        else:
+            backoff = _WAIT_INITIAL * 2 ** (call.attempts - 1) + random.uniform(0, _WAIT_JITTER)
+            wait = min(backoff, _WAIT_MAX, remaining)
+        if exc.status == 429:
+            call.pending_rate_limit_wait = wait
+        return wait
+
+    def _gave_up(self, call: _Call, exc: _RetryableError) -> FetchError:
+        n = call.attempts
+        text = (
+            f"{call.what}: gave up after {n} attempt{'s' * (n != 1)} in "
+            f"{self._elapsed(call):.1f} s: {exc.cause}"
+        )
+        if call.gave_up_because:
+            text += f" ({call.gave_up_because})"
+        if exc.status is None:
+            return call.error(TransportError, text)
+        if exc.not_json:
+            return call.error(BadResponseError, text)
+        return call.error(ApiError, text, status_code=exc.status, codes=exc.codes)
+
+    def _elapsed(self, call: _Call) -> float:
+        return self._clock() - call.start - call.throttled
+
+    def _describe(self, exc: httpx.HTTPError, *, reading: bool) -> str:
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"could not connect within {self._connect_timeout:g} s"
+        if isinstance(exc, httpx.TimeoutException):
+            return f"no data for {self._read_timeout:g} s (read timeout)"
+        if isinstance(exc, httpx.ConnectError):
+            return f"could not connect ({exc})"
+        if reading:
+            return f"the connection broke mid-response ({type(exc).__name__}: {exc})"
+        return f"the connection broke ({type(exc).__name__}: {exc})"
+
+
+def _status(status: int) -> str:
+    reason = httpx.codes.get_reason_phrase(status) or _EDGE_REASONS.get(status, "")
+    return f"{status} {reason}".rstrip()
+
+
+def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
+    if isinstance(verify, bool):
+        return verify
+    if Path(verify).is_dir():
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)
+
+
+def _secrets(headers: dict[str, str]) -> tuple[str, ...]:
+    found: set[str] = set()
+    for name, value in headers.items():
+        if name.lower() in _SECRET_HEADERS:
+            found.add(value)
+            scheme, _, token = value.partition(" ")
+            if token and scheme.lower() == "bearer":
+                found.add(token.strip())
+    # Longest first, so a token inside "Bearer <token>" is not left half-scrubbed.
+    return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+
+
+def _content_type(response: httpx.Response) -> str:
+    value: str = response.headers.get("content-type", "")
+    return value.split(";", maxsplit=1)[0].strip().lower()
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+def _read_prefix(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of the (decoded) body, and whether there was more."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
+
+
+def _snippet(body: bytes) -> str:
+    text = body.decode("utf-8", "replace")
+    lower = text.lower()
+    if (start := lower.find("<title>")) != -1:
+        end = lower.find("</title>", start)
+        text = text[start + 7 : end if end != -1 else None]
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return repr(text[:120] + ("…" if len(text) > 120 else ""))
+
+
+def _error_detail(response: httpx.Response, call: _Call) -> tuple[str, tuple[int, ...], bool]:
+    """``": what the body says"``, Cloudflare's error codes, and whether the body was not JSON."""
+    body, _ = _read_prefix(response, _ERROR_BODY_LIMIT)
+    content_type = _content_type(response)
+    if not _is_json(content_type):
+        got = content_type or "no Content-Type"
+        what = f": expected JSON from Cloudflare but got {got}"
+        return (what + (f": {_snippet(body)}" if body.strip() else ", empty body")), (), True
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        return f": unreadable JSON error body {_snippet(body)}", (), False
+    described, codes = _cloudflare_errors(document)
+    return (f": {described}" if described else ""), codes, False
+
+
+def _cloudflare_errors(document: object) -> tuple[str, tuple[int, ...]]:
+    errors = document.get("errors") if isinstance(document, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return "", ()
+    parts: list[str] = []
+    codes: list[int] = []
+    for error in errors[:5]:
+        error_dict = error if isinstance(error, dict) else {"message": error}
+        code = error_dict.get("code")
+        message = str(error_dict.get("message", "")).strip()[:300]
+        if isinstance(code, int) and not isinstance(code, bool):
+            codes.append(code)
+            parts.append(
+                f"Cloudflare error {code}: {message}" if message else f"Cloudflare error {code}"
+            )
+        else:
+            parts.append(f"Cloudflare error: {message}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more, tuple(codes)
+
+
+def _parse_envelope(call: _Call, response: httpx.Response, limit: int) -> dict[str, Any]:
+    status = f"HTTP {response.status_code}"
+    content_type = _content_type(response)
+    if not _is_json(content_type):
+        body, _ = _read_prefix(response, 4096)
+        got = content_type or "no Content-Type"
+        raise call.error(
+            BadResponseError,
+            f"expected JSON from Cloudflare but got {got} ({status}) from {call.what}: "
+            + (_snippet(body) if body.strip() else "empty body"),
+        )
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise call.error(
+            BadResponseError,
+            f"the response to {call.what} declares {int(declared):,} bytes, over the "
+            f"{limit:,}-byte limit (max_response_bytes); not read",
+        )
+    body, more = _read_prefix(response, limit)
+    if more:
+        raise call.error(
+            BadResponseError,
+            f"the response to {call.what} is larger than the {limit:,}-byte limit "
+            "(max_response_bytes); stopped reading",
+        )
+    document = _decode_json(call, body, status)
+    if not isinstance(document, dict):
+        raise call.error(
+            BadResponseError,
+            f"expected Cloudflare's JSON envelope object from {call.what}, got a {_kind(document)}",
+        )
+    success = document.get("success")
+    if success is False:
+        described, codes = _cloudflare_errors(document)
+        raise call.error(
+            ApiError,
+            f"{call.what} answered {status} with success: false: "
+            + (described or "no errors listed"),
+            status_code=response.status_code,
+            codes=codes,
+        )
+    if success is not True:
+        raise call.error(
+            BadResponseError, f"the envelope from {call.what} has no boolean 'success' ({status})"
+        )
+    if not isinstance(document.get("result"), list):
+        raise call.error(
+            BadResponseError,
+            f"'result' from {call.what} is {_kind(document.get('result'))}, expected a list",
+        )
+    return document
+
+
+def _decode_json(call: _Call, body: bytes, status: str) -> Any:
+    if not body.strip():
+        raise call.error(BadResponseError, f"empty body ({status}) from {call.what}; expected JSON")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise call.error(
+            BadResponseError, f"the body from {call.what} is not UTF-8 (at byte {exc.start})"
+        ) from None
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"non-standard JSON literal {name}")
+
+    try:
+        document, duplicates = _loads(text, constant)
+    except json.JSONDecodeError as exc:
+        at = len(text[: exc.pos].encode())
+        truncated = exc.pos >= len(text.rstrip())
+        what = "truncated JSON" if truncated else f"invalid JSON ({exc.msg})"
+        raise call.error(
+            BadResponseError, f"{what} at byte {at} from {call.what} ({status})"
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise call.error(BadResponseError, f"unusable JSON from {call.what}: {exc}") from None
+    if dupes := duplicates & {"success", "result"}:
+        raise call.error(
+            BadResponseError,
+            f"the envelope from {call.what} has more than one {' and '.join(sorted(dupes))}",
+        )
+    return document
+
+
+_DEEP_LOCK = threading.Lock()
+_DEEP_RECURSION_LIMIT = 50_000
+_DEEP_STACK_BYTES = 512 * 1024 * 1024
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _parse(text: str, constant: Callable[[str], Any]) -> tuple[Any, set[str]]:
+    """Decode, noting keys the top-level object repeats (json keeps the last one silently).
+
+    Only the envelope's own keys are walked here; every value is decoded by the C decoder, so
+    this costs what ``json.loads`` costs.
+    """
+    decoder = json.JSONDecoder(parse_constant=constant)
+    pos = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
+    if not text.startswith("{", pos):
+        return decoder.decode(text), set()
+    document: dict[str, Any] = {}
+    duplicates: set[str] = set()
+    pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+    if text.startswith("}", pos):
+        return _finish(text, pos + 1, document, duplicates)
+    while True:
+        if not text.startswith('"', pos):
+            raise json.JSONDecodeError(
+                "Expecting property name enclosed in double quotes", text, pos
+            )
+        key, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+        pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+        if not text.startswith(":", pos):
+            raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
+        pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+        value, pos = decoder.raw_decode(text, pos)
+        if key in document:
+            duplicates.add(key)
+        document[key] = value
+        pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+        if text.startswith("}", pos):
+            return _finish(text, pos + 1, document, duplicates)
+        if not text.startswith(",", pos):
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+        pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+
+
+def _finish(
+    text: str, pos: int, document: dict[str, Any], duplicates: set[str]
+) -> tuple[Any, set[str]]:
+    if _SPACE.match(text, pos).end() != len(text):  # type: ignore[union-attr]
+        raise json.JSONDecodeError("Extra data", text, pos)
+    return document, duplicates
+
+
+def _loads(text: str, constant: Callable[[str], Any]) -> tuple[Any, set[str]]:
+    """_parse; a document nested deeper than the recursion limit is decoded in a thread with
+    room for it, so that one deep tool schema is quarantined by the transform instead of
+    failing the whole page."""
+    try:
+        return _parse(text, constant)
+    except RecursionError:
+        pass
+    result: list[tuple[Any, set[str]]] = []
+    failure: list[BaseException] = []
+
+    def decode() -> None:
+        try:
+            result.append(_parse(text, constant))
+        except (ValueError, RecursionError) as exc:
+            failure.append(exc)
+
+    with _DEEP_LOCK:
+        old_limit, old_stack = sys.getrecursionlimit(), threading.stack_size(_DEEP_STACK_BYTES)
+        sys.setrecursionlimit(max(old_limit, _DEEP_RECURSION_LIMIT))
+        try:
+            worker = threading.Thread(target=decode, name="deep-json")
+            worker.start()
+            worker.join()
+        finally:
+            threading.stack_size(old_stack)
+            sys.setrecursionlimit(old_limit)
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number"
+    )

@@ -1,0 +1,374 @@
+"""``inventory run``: sync every account at start-up, then on a schedule, until SIGTERM or SIGINT.
+
+start-up   the schema must be at head (or ``--upgrade``); SQLite: one daemon per file;
+           the database may be down: start-up waits for it
+schedule   one APScheduler job per account (no overlap, missed runs coalesced), at most
+           max_concurrency at once; intervals are aligned to a fixed epoch and cron times
+           are absolute, so every replica shares the same cycles
+replicas   PostgreSQL advisory lock per account for the whole sync; holding it, an account
+           whose run already started in this cycle is skipped
+shutdown   first signal: schedule nothing more, give running syncs ``grace`` seconds, then
+           abort them (nothing written, run recorded failed/Aborted) and exit 0;
+           second signal: exit 130 at once
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import FrameType, SimpleNamespace
+from typing import Any
+
+import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from inventory.db.engine import make_engine, sqlite_path
+from inventory.db.migrate import ensure_current, upgrade
+from inventory.errors import ConfigError, InventoryError
+from inventory.health import HealthServer, Probes, Readiness, check_readiness
+from inventory.locks import AdvisoryLocks, SingleDaemonLock
+from inventory.metrics import CONTENT_TYPE_LATEST, Metrics
+from inventory.service import open_client
+from inventory.sync import Syncer, close_abandoned_runs, mark_unconfigured, utc_now
+
+__all__ = ["Daemon", "DaemonOptions", "account_schedule", "cycle_start", "schedule_trigger"]
+
+log = structlog.get_logger("inventory.daemon")
+ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)  # interval cycles count from here on every replica
+_TICK = timedelta(microseconds=1)
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    upgrade: bool = False
+    grace: float = 30.0  # seconds running syncs may take to finish after the first signal
+    abort_wait: float = 10.0  # then seconds aborted syncs may take to notice and roll back
+    ready_max_age: float | None = None  # default: three cycles
+    jitter: float = 0.0  # random delay, per account and cycle, added to each scheduled start
+
+
+@contextmanager
+def _held() -> Iterator[bool]:
+    yield True
+
+
+class AlignedInterval(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 has no types
+    """Fires at ANCHOR + n * interval whatever the previous fire was (a start-up run included)."""
+
+    def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime | None:
+        after = now if previous is None else max(now, previous + _TICK)
+        fire: datetime | None = super().get_next_fire_time(None, after)
+        return fire
+
+
+def _crontab_weekdays(field: str) -> str:
+    """Crontab weekdays (0 or 7 is Sunday) as a list of names: APScheduler 3 counts from Monday."""
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for part in field.lower().split(","):
+        span, _, step = part.partition("/")
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            first, last = (_weekday(text) for text in span.split("-", 1))
+        else:
+            first = _weekday(span)
+            last = 6 if step else first
+        days.update(range(first, last + 1, int(step or 1)))
+    return ",".join(_WEEKDAYS[day] for day in sorted({day % 7 for day in days}))
+
+
+def _weekday(text: str) -> int:
+    if text.isdigit() and int(text) <= 7:
+        return int(text)
+    if text[:3] in _WEEKDAYS:
+        return _WEEKDAYS.index(text[:3])
+    raise ValueError(f"{text!r} is not a day of the week")
+
+
+def schedule_trigger(settings: Any, *, jitter: float = 0.0) -> Any:
+    if settings.sync_cron:
+        minute, hour, day, month, weekday = settings.sync_cron.split()
+        try:
+            trigger = CronTrigger(
+                minute=minute,
+                hour=hour,
+                day=day,
+                month=month,
+                day_of_week=_crontab_weekdays(weekday),
+                timezone=UTC,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"sync_cron {settings.sync_cron!r}: {exc}") from None
+        trigger.jitter = jitter or None
+        return trigger
+    return AlignedInterval(
+        seconds=settings.sync_interval, start_date=ANCHOR, timezone=UTC, jitter=jitter or None
+    )
+
+
+def account_schedule(settings: Any, account: Any) -> SimpleNamespace:
+    """The account's own ``sync_interval``/``sync_cron`` where it sets one, else the global."""
+    if getattr(account, "sync_cron", None):
+        return SimpleNamespace(sync_cron=account.sync_cron, sync_interval=settings.sync_interval)
+    if getattr(account, "sync_interval", None):
+        return SimpleNamespace(sync_cron=None, sync_interval=account.sync_interval)
+    return SimpleNamespace(sync_cron=settings.sync_cron, sync_interval=settings.sync_interval)
+
+
+def cycle_start(trigger: Any, now: datetime) -> datetime:
+    """The latest fire time of a jitter-free ``trigger`` at or before ``now``."""
+    span = timedelta(seconds=cycle_length(trigger, now))
+    for _ in range(24):
+        fire = trigger.get_next_fire_time(None, now - span)
+        if fire is not None and fire <= now:
+            while (following := trigger.get_next_fire_time(fire, fire + _TICK)) <= now:
+                fire = following
+            return fire  # type: ignore[no-any-return]
+        span *= 2
+    return now
+
+
+def cycle_length(trigger: Any, now: datetime) -> float:
+    first = trigger.get_next_fire_time(None, now)
+    second = trigger.get_next_fire_time(first, first + _TICK)
+    return float((second - first).total_seconds())
+
+
+class Daemon:
+    def __init__(self, settings: Any, options: DaemonOptions) -> None:
+        self.settings = settings
+        self.options = options
+        self.accounts = list(settings.accounts)
+        self.metrics = Metrics()
+        self.stopping = threading.Event()  # no new syncs
+        self.cancel = threading.Event()  # running syncs must stop
+        self.schedule = schedule_trigger(settings)
+        # Each account's trigger: its own schedule where it sets one (cycle_start needs it too).
+        self.triggers = {
+            a.id: schedule_trigger(account_schedule(settings, a)) for a in self.accounts
+        }
+        self.period = max(
+            cycle_length(t, utc_now()) for t in [self.schedule, *self.triggers.values()]
+        )
+        self.ready_max_age = options.ready_max_age or 3 * self.period
+        self.scheduler: Any = None
+        self._running: set[str] = set()
+        self._closed = False  # set under _idle: no job may start any more
+        self._idle = threading.Condition()
+        self._signals = 0
+
+    def run(self) -> int:
+        """Serve until a signal; the exit code (0 after a clean stop)."""
+        self._install_signals()
+        url = self.settings.database_url_secret()
+        engine = make_engine(url, pool_size=2 * self.settings.max_concurrency + 2)
+        guard = SingleDaemonLock(path) if (path := sqlite_path(url)) is not None else None
+        try:
+            if guard is not None:
+                guard.acquire()
+            server = self._start_health(engine)
+            try:
+                if not self._prepare_database(engine):
+                    return 0
+                return self._serve(engine)
+            finally:
+                server.stop()
+        finally:
+            engine.dispose()
+            if guard is not None:
+                guard.release()
+
+    def _serve(self, engine: Engine) -> int:
+        with open_client(self.settings) as client:
+            syncer = Syncer(
+                engine=engine,
+                client=client,
+                per_page=self.settings.page_size,
+                max_pages=self.settings.max_pages,
+                locks=AdvisoryLocks(engine) if engine.dialect.name == "postgresql" else None,
+                cancel=self.cancel,
+                on_result=self.metrics.observe,
+            )
+            self._start_scheduler(syncer)
+            log.info(
+                "daemon started",
+                accounts=len(self.accounts),
+                schedule=self.settings.sync_cron or f"every {self.period:g}s",
+                max_concurrency=self.settings.max_concurrency,
+                replicas="advisory locks" if syncer.locks is not None else "single daemon",
+            )
+            while not self.stopping.wait(0.5):
+                pass
+            return self._shutdown()
+
+    def _start_health(self, engine: Engine) -> HealthServer:
+        def readiness() -> Readiness:
+            state = check_readiness(
+                engine, [a.id for a in self.accounts], max_age=self.ready_max_age, now=utc_now()
+            )
+            self.metrics.database_up.set(1 if state.database == "ok" else 0)
+            self.metrics.set_last_success(state.last_success)
+            if self.stopping.is_set():
+                state.ready = False
+            return state
+
+        def metrics() -> tuple[bytes, str]:
+            readiness()  # refreshes the gauges the database knows best
+            return self.metrics.render(), CONTENT_TYPE_LATEST
+
+        self.metrics.prepare([a.id for a in self.accounts])
+        address = self.settings.metrics_address
+        try:
+            server = HealthServer(address, Probes(self._healthy, readiness, metrics))
+        except OSError as exc:
+            raise InventoryError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+        server.start()
+        log.info("health endpoint listening", address=f"{server.host}:{server.port}")
+        return server
+
+    def _healthy(self) -> bool:
+        scheduler = self.scheduler
+        return not self.stopping.is_set() and scheduler is not None and bool(scheduler.running)
+
+    def _prepare_database(self, engine: Engine) -> bool:
+        """Schema check (or upgrade) and start-up cleanup; waits out a database that is down."""
+        delay = 1.0
+        while not self.stopping.is_set():
+            try:
+                if self.options.upgrade:
+                    before, after = upgrade(engine)
+                    if before != after:
+                        log.info("schema upgraded", before=before, after=after)
+                else:
+                    ensure_current(engine)
+                mark_unconfigured(engine, [a.id for a in self.accounts])
+                close_abandoned_runs(engine, now=utc_now())
+            except SQLAlchemyError as exc:
+                orig = getattr(exc, "orig", None) or exc
+                reason = (str(orig).strip().splitlines() or [type(exc).__name__])[0]
+                log.warning("database unreachable at start-up", error=reason, retry_in_s=delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 30.0)
+            else:
+                return True
+        return False
+
+    def _start_scheduler(self, syncer: Syncer) -> None:
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(self.settings.max_concurrency)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        now = utc_now()
+        for account in self.accounts:
+            scheduler.add_job(
+                self._sync_job,
+                schedule_trigger(
+                    account_schedule(self.settings, account), jitter=self.options.jitter
+                ),
+                args=(syncer, account),
+                id=account.id,
+                name=f"sync {account.id}",
+                next_run_time=now,  # the start-up sync; later fires follow the shared cycles
+            )
+        if self.settings.history_retention:
+            # Hourly, starting a minute in: retention is housekeeping, never in a sync's way.
+            scheduler.add_job(
+                self._prune_job,
+                IntervalTrigger(hours=1, timezone=UTC),
+                args=(syncer,),
+                id="prune",
+                name="prune history",
+                next_run_time=now + timedelta(minutes=1),
+            )
+        scheduler.add_listener(self._on_overlap, EVENT_JOB_MAX_INSTANCES)
+        scheduler.start()
+        self.scheduler = scheduler
+        self.metrics.scheduler_running.set(1)
+
+    def _sync_job(self, syncer: Syncer, account: Any) -> None:
+        with self._idle:
+            if self._closed:
+                return
+            self._running.add(account.id)
+        try:
+            trigger = self.triggers.get(account.id, self.schedule)
+            syncer.sync_account(account, cycle_start=cycle_start(trigger, utc_now()))
+        finally:
+            with self._idle:
+                self._running.discard(account.id)
+                self._idle.notify_all()
+
+    def _prune_job(self, syncer: Syncer) -> None:
+        """Apply ``history_retention``; on PostgreSQL one replica at a time does it."""
+        from inventory.reports.prune import prune_history
+
+        try:
+            with syncer.locks.hold("prune") if syncer.locks is not None else _held() as taken:
+                if not taken or self.stopping.is_set():
+                    return
+                result = prune_history(
+                    syncer.engine,
+                    older_than=timedelta(seconds=self.settings.history_retention),
+                    now=utc_now(),
+                )
+            log.info("history pruned", removed=result.total)
+        except SQLAlchemyError as exc:
+            log.warning(
+                "history pruning failed; the next hour tries again",
+                error=str(getattr(exc, "orig", None) or exc),
+            )
+
+    def _on_overlap(self, event: Any) -> None:
+        log.warning("previous sync still running; this cycle skipped", account_id=event.job_id)
+        self.metrics.runs.labels(event.job_id, "skipped").inc()
+
+    def _shutdown(self) -> int:
+        log.info("stopping: no new syncs", running=len(self._running), grace_s=self.options.grace)
+        self.metrics.scheduler_running.set(0)
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        with self._idle:
+            self._closed = True
+            drained = self._idle.wait_for(lambda: not self._running, timeout=self.options.grace)
+            if not drained:
+                log.warning("grace period over: aborting syncs", accounts=sorted(self._running))
+                self.cancel.set()
+                self._idle.wait_for(lambda: not self._running, timeout=self.options.abort_wait)
+            stuck = sorted(self._running)
+        if stuck:
+            # A request stuck in a timeout or a retry wait: its run is closed as abandoned later.
+            log.error("syncs did not stop in time; exiting without them", accounts=stuck)
+            sys.stderr.flush()
+            os._exit(1)
+        log.info("stopped")
+        return 0
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            os.write(2, b"second signal: exiting at once\n")
+            os._exit(130)
+        log.info("signal received: shutting down", signal=signal.Signals(signum).name)
+        self.stopping.set()

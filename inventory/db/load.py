@@ -1,0 +1,189 @@
+"""Reading stored state and applying a ChangeSet: the only module that writes inventory rows.
+
+Every function takes a Connection inside a transaction that the caller owns; none commits.
+Writes are set-based (one executemany per kind and operation), so their cost follows the
+number of changes, and an unchanged inventory writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, update
+
+from inventory.db import models
+from inventory.diff import ChangeSet
+from inventory.transform import KINDS, Key, Kind, Rejection, Row
+
+__all__ = ["TABLES", "KindTables", "apply_changes", "read_stored", "record_rejections"]
+
+
+@dataclass(frozen=True, slots=True)
+class KindTables:
+    current: Table
+    history: Table
+    keys: tuple[str, ...]
+
+
+def _tables(current: type[models.Base], history: type[models.Base]) -> KindTables:
+    table = models.table_of(current)
+    keys = tuple(c.name for c in table.primary_key.columns if c.name != "account_id")
+    return KindTables(current=table, history=models.table_of(history), keys=keys)
+
+
+TABLES: dict[Kind, KindTables] = {
+    "portal": _tables(models.Portal, models.PortalVersion),
+    "server": _tables(models.Server, models.ServerVersion),
+    "portal_server": _tables(models.PortalServer, models.PortalServerVersion),
+    "tool": _tables(models.Tool, models.ToolVersion),
+    "prompt": _tables(models.Prompt, models.PromptVersion),
+    "override": _tables(models.Override, models.OverrideVersion),
+}
+
+
+def read_stored(conn: Connection, account_id: str) -> dict[Kind, dict[Key, str]]:
+    """Every stored row's key and content hash for one account."""
+    stored: dict[Kind, dict[Key, str]] = {}
+    for kind in KINDS:
+        spec = TABLES[kind]
+        cols = [spec.current.c[name] for name in spec.keys]
+        query = select(*cols, spec.current.c.content_hash).where(
+            spec.current.c.account_id == account_id
+        )
+        stored[kind] = {tuple(r[:-1]): r[-1] for r in conn.execute(query)}
+    return stored
+
+
+def _key_match(table: Table, keys: Iterable[str]) -> Any:
+    return and_(
+        table.c.account_id == bindparam("k_account_id"),
+        *(table.c[name] == bindparam(f"k_{name}") for name in keys),
+    )
+
+
+def _key_params(account_id: str, keys: tuple[str, ...], key: Key) -> dict[str, Any]:
+    params = {f"k_{name}": value for name, value in zip(keys, key, strict=True)}
+    params["k_account_id"] = account_id
+    return params
+
+
+def _full_row(
+    account_id: str, keys: tuple[str, ...], key: Key, row: Row, stamp: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        **dict(zip(keys, key, strict=True)),
+        **row.values,
+        "content_hash": row.digest,
+        **stamp,
+    }
+
+
+def _close_versions(
+    conn: Connection,
+    spec: KindTables,
+    params: list[dict[str, Any]],
+    *,
+    at: datetime,
+    run_id: int,
+    ended_by: str,
+) -> None:
+    history = spec.history
+    stmt = (
+        update(history)
+        .where(_key_match(history, spec.keys), history.c.valid_to.is_(None))
+        .values(valid_to=at, ended_run_id=run_id, ended_by=ended_by)
+    )
+    conn.execute(stmt, params)
+
+
+def apply_changes(
+    conn: Connection,
+    account_id: str,
+    changes: ChangeSet,
+    *,
+    run_id: int,
+    observed_at: datetime,
+) -> None:
+    """Write the changes and their history: at most three rows per changed entity."""
+    stamp = {"valid_from": observed_at, "run_id": run_id}
+    for kind, change in changes.kinds.items():
+        spec = TABLES[kind]
+        if change.deletes:
+            params = [_key_params(account_id, spec.keys, key) for key in change.deletes]
+            _close_versions(conn, spec, params, at=observed_at, run_id=run_id, ended_by="deleted")
+            conn.execute(delete(spec.current).where(_key_match(spec.current, spec.keys)), params)
+        if change.updates:
+            params = [_key_params(account_id, spec.keys, key) for key in change.updates]
+            _close_versions(conn, spec, params, at=observed_at, run_id=run_id, ended_by="updated")
+            value_names = [*next(iter(change.updates.values())).values, "content_hash"]
+            stmt = (
+                update(spec.current)
+                .where(_key_match(spec.current, spec.keys))
+                .values({name: bindparam(f"v_{name}") for name in [*value_names, *stamp]})
+            )
+            conn.execute(
+                stmt,
+                [
+                    {
+                        **p,
+                        **{f"v_{k}": v for k, v in row.values.items()},
+                        "v_content_hash": row.digest,
+                        **{f"v_{k}": v for k, v in stamp.items()},
+                    }
+                    for p, row in zip(params, change.updates.values(), strict=True)
+                ],
+            )
+            _insert_versions(conn, spec, account_id, change.updates, stamp, "updated")
+        if change.inserts:
+            rows = [
+                _full_row(account_id, spec.keys, key, row, stamp)
+                for key, row in change.inserts.items()
+            ]
+            conn.execute(insert(spec.current), rows)
+            _insert_versions(conn, spec, account_id, change.inserts, stamp, "created")
+
+
+def _insert_versions(
+    conn: Connection,
+    spec: KindTables,
+    account_id: str,
+    rows: Mapping[Key, Row],
+    stamp: Mapping[str, Any],
+    change: str,
+) -> None:
+    versions = [
+        {**_full_row(account_id, spec.keys, key, row, stamp), "change": change}
+        for key, row in rows.items()
+    ]
+    conn.execute(insert(spec.history), versions)
+
+
+def _storable_text(text: str | None) -> str | None:
+    """Text both databases accept: NUL and lone surrogates written as visible escapes."""
+    if text is None:
+        return None
+    text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def record_rejections(
+    conn: Connection, account_id: str, run_id: int, rejections: Iterable[Rejection]
+) -> int:
+    rows = [
+        {
+            "run_id": run_id,
+            "account_id": account_id,
+            "kind": r.kind,
+            "entity_id": _storable_text(r.entity_id),
+            "reason": _storable_text(r.reason),
+            "raw": r.raw,
+        }
+        for r in rejections
+    ]
+    if rows:
+        conn.execute(insert(models.table_of(models.RejectedRecord)), rows)
+    return len(rows)

@@ -1,0 +1,81 @@
+"""The pure middle: what is stored, what was seen → the changes to apply. No I/O.
+
+Rows are compared by content hash only, so an unchanged entity costs nothing to write, and
+the order in which the API lists things never shows up as a change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from inventory.transform import KINDS, Coverage, Key, Kind, Row, Snapshot
+
+__all__ = ["ChangeSet", "KindChanges", "diff_snapshot"]
+
+
+@dataclass(slots=True)
+class KindChanges:
+    inserts: dict[Key, Row] = field(default_factory=dict)
+    updates: dict[Key, Row] = field(default_factory=dict)
+    deletes: list[Key] = field(default_factory=list)
+    # Stored rows the listing could not vouch for (fetch incomplete or record rejected).
+    kept: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.inserts or self.updates or self.deletes)
+
+
+@dataclass(slots=True)
+class ChangeSet:
+    kinds: dict[Kind, KindChanges]
+
+    def __bool__(self) -> bool:
+        return any(self.kinds.values())
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {
+            kind: {
+                "added": len(c.inserts),
+                "changed": len(c.updates),
+                "removed": len(c.deletes),
+            }
+            for kind, c in self.kinds.items()
+        }
+
+    def totals(self) -> tuple[int, int, int]:
+        changes = self.kinds.values()
+        return (
+            sum(len(c.inserts) for c in changes),
+            sum(len(c.updates) for c in changes),
+            sum(len(c.deletes) for c in changes),
+        )
+
+
+def diff_snapshot(
+    stored: Mapping[Kind, Mapping[Key, str]], seen: Snapshot, coverage: Coverage
+) -> ChangeSet:
+    """Compare stored content hashes with the rows just seen.
+
+    A stored row missing from ``seen`` is deleted only where ``coverage`` says the listing
+    was complete and nothing that would have contained it was rejected.
+    """
+    kinds: dict[Kind, KindChanges] = {}
+    for kind in KINDS:
+        before = stored.get(kind, {})
+        now = seen.get(kind, {})
+        changes = KindChanges()
+        for key, row in now.items():
+            digest = before.get(key)
+            if digest is None:
+                changes.inserts[key] = row
+            elif digest != row.digest:
+                changes.updates[key] = row
+        for key in before.keys() - now.keys():
+            if coverage.may_delete(kind, key):
+                changes.deletes.append(key)
+            else:
+                changes.kept += 1
+        changes.deletes.sort()
+        kinds[kind] = changes
+    return ChangeSet(kinds=kinds)

@@ -1,0 +1,84 @@
+"""The exceptions inventory raises on purpose.
+
+    InventoryError
+    ├── ConfigError            bad configuration; the CLI exits 2 with one line
+    ├── SchemaOutOfDateError   the database schema is behind the code
+    └── FetchError             an account's listing could not be fetched completely
+        ├── TransportError     timeouts and connection errors, after retries
+        ├── ApiError           Cloudflare answered with an error status or ``success: false``
+        │   └── AuthError      401/403: the credential was refused
+        ├── BadResponseError   not JSON, truncated, too large, or not the envelope we expect
+        └── PagingError        the listing never ended (page cap reached)
+
+Every message is written for an operator and never contains a credential.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApiError",
+    "AuthError",
+    "BadResponseError",
+    "ConfigError",
+    "FetchError",
+    "InventoryError",
+    "PagingError",
+    "SchemaOutOfDateError",
+    "TransportError",
+]
+
+
+class InventoryError(Exception):
+    """Base of every error inventory raises on purpose."""
+
+
+class ConfigError(InventoryError):
+    """The configuration is unusable. ``source`` names where the bad value came from."""
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        self.source = source
+        super().__init__(f"{message} (from {source})" if source else message)
+
+
+class SchemaOutOfDateError(InventoryError):
+    """The database is not at the code's Alembic head."""
+
+
+class FetchError(InventoryError):
+    """Fetching an account's listing failed; nothing from this attempt may be applied."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        self.url = url
+        super().__init__(message)
+
+
+class TransportError(FetchError):
+    """No usable HTTP response (timeout, refused or dropped connection) after all retries."""
+
+
+class ApiError(FetchError):
+    """Cloudflare answered with an error: an HTTP error status or ``success: false``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status_code: int | None = None,
+        codes: tuple[int, ...] = (),
+    ) -> None:
+        self.status_code = status_code
+        self.codes = codes
+        super().__init__(message, url=url)
+
+
+class AuthError(ApiError):
+    """The API refused the credential (401/403)."""
+
+
+class BadResponseError(FetchError):
+    """The body is not the JSON envelope the API documents (HTML page, truncated, too large)."""
+
+
+class PagingError(FetchError):
+    """The listing did not end within the page cap."""

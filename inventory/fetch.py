@@ -1,0 +1,170 @@
+"""Page through one MCP listing of one account: a "dumb" get that returns everything or raises.
+
+No reshaping and no retries here (the client keeps those). ``result_info`` is not in Cloudflare's
+spec, so the listing ends on an empty page, a short page, the last of ``total_pages`` when it is
+given, or a page that repeats the previous one. A listing that changed while it was paged is still
+returned, marked ``consistent=False`` with the reasons, so the caller can keep it from deleting
+anything.
+
+Known blind spot: an item deleted from an earlier page while later pages are read shifts the rest
+left by one, so one item is never seen; without ``total_count`` nothing in the responses shows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+from urllib.parse import quote
+
+from inventory.client import CloudflareClient, RequestStats
+from inventory.errors import BadResponseError, PagingError
+
+__all__ = ["Endpoint", "Listing", "fetch_listing", "listing_path"]
+
+Endpoint = Literal["portals", "servers"]
+_MAX_PER_PAGE = 100
+_MAX_REPORTED_REPEATS = 5  # a listing shifted by a whole page would otherwise list every id
+
+
+@dataclass(frozen=True)
+class Listing:
+    endpoint: Endpoint
+    items: list[dict[str, Any]]  # raw, first-seen order, one per string id (id-less items kept)
+    pages: int  # pages requested
+    consistent: bool  # False if the listing changed while it was paged
+    problems: tuple[str, ...]  # why it is not consistent, for an operator
+
+
+def listing_path(account_id: str, endpoint: Endpoint) -> str:
+    return f"/accounts/{quote(account_id, safe='')}/access/ai-controls/mcp/{endpoint}"
+
+
+def fetch_listing(
+    client: CloudflareClient,
+    *,
+    account_id: str,
+    endpoint: Endpoint,
+    headers: dict[str, str],
+    credential_key: str,
+    per_page: int = 100,
+    max_pages: int = 1000,
+    stats: RequestStats | None = None,
+    on_page: Callable[[Endpoint, int, int], None] | None = None,
+) -> Listing:
+    if endpoint not in get_args(Endpoint):
+        raise ValueError(f"endpoint must be one of {get_args(Endpoint)}, not {endpoint!r}")
+    if not 1 <= per_page <= _MAX_PER_PAGE or max_pages < 1:
+        raise ValueError(f"need 1 <= per_page <= {_MAX_PER_PAGE} and max_pages >= 1")
+    path = listing_path(account_id, endpoint)
+    state = _Pages(endpoint)
+    for page in range(1, max_pages + 1):
+        envelope = client.get_json(
+            path,
+            params={"page": page, "per_page": per_page},
+            headers=headers,
+            credential_key=credential_key,
+            stats=stats,
+        )
+        ended = state.take(page, envelope, per_page=per_page, what=f"{path}?page={page}")
+        if on_page is not None:
+            on_page(endpoint, page, len(state.items))
+        if ended:
+            return state.listing(page)
+    raise PagingError(
+        f"the {endpoint} listing of account {account_id} did not end within {max_pages} pages of "
+        f"{per_page}: Cloudflare kept sending full pages; raise max_pages if that many is real",
+        url=path,
+    )
+
+
+class _Pages:
+    """What the pages read so far add up to, and whether the next page is needed."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.items: list[dict[str, Any]] = []
+        self.first_page: dict[str, int] = {}  # id -> page it was first seen on
+        self.repeats: list[str] = []
+        self.problems: list[str] = []
+        self.previous: list[object] | None = None
+        self.total_count: int | None = None
+
+    def take(self, page: int, envelope: dict[str, Any], *, per_page: int, what: str) -> bool:
+        """Add one page; True when it was the last."""
+        raw: list[object] = envelope["result"]
+        info = envelope.get("result_info")
+        info = info if isinstance(info, dict) else {}
+        self._note_total(page, _count(info.get("total_count")))
+        if not raw:
+            return True
+        result: list[dict[str, Any]] = []
+        for n, item in enumerate(raw, start=1):
+            if not isinstance(item, dict):
+                raise BadResponseError(
+                    f"item {n} on page {page} of {what} is not an object but {type(item).__name__}",
+                    url=what,
+                )
+            result.append(item)
+        signature = [item.get("id") if isinstance(item.get("id"), str) else item for item in result]
+        if signature == self.previous:
+            return True  # the API repeating its last page: the end, not more data
+        self.previous = signature
+        for item in result:
+            self._add(page, item)
+        # Trust the server's page size when it is smaller than asked, or a capped page looks short.
+        size = min(per_page, _count(info.get("per_page")) or per_page)
+        total_pages = _count(info.get("total_pages"))
+        return len(result) < size or (total_pages is not None and page >= total_pages)
+
+    def _add(self, page: int, item: dict[str, Any]) -> None:
+        item_id = item.get("id")
+        if not isinstance(item_id, str):
+            self.items.append(item)  # the caller rejects it, with the reason
+            return
+        first = self.first_page.get(item_id)
+        if first is None:
+            self.first_page[item_id] = page
+            self.items.append(item)
+        elif first == page:
+            self.repeats.append(f"id {item_id} appeared twice on page {page}")
+        else:
+            self.repeats.append(f"id {item_id} appeared on pages {first} and {page}")
+
+    def _note_total(self, page: int, total: int | None) -> None:
+        if total is None:
+            return
+        if self.total_count is not None and total != self.total_count:
+            self.problems.append(
+                f"total_count changed from {self.total_count} to {total} before page {page}: "
+                "the listing changed while it was paged"
+            )
+        self.total_count = total
+
+    def listing(self, pages: int) -> Listing:
+        problems = list(self.problems)
+        if self.repeats:
+            shown = "; ".join(self.repeats[:_MAX_REPORTED_REPEATS])
+            more = len(self.repeats) - _MAX_REPORTED_REPEATS
+            problems.insert(
+                0,
+                shown
+                + (f" (and {more} more)" if more > 0 else "")
+                + ": the listing changed while it was paged",
+            )
+        if self.total_count is not None and self.total_count != len(self.items):
+            problems.append(
+                f"Cloudflare reported total_count {self.total_count} but {len(self.items)} "
+                "distinct items were listed"
+            )
+        return Listing(
+            endpoint=self.endpoint,
+            items=self.items,
+            pages=pages,
+            consistent=not problems,
+            problems=tuple(problems),
+        )
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

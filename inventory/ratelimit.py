@@ -1,0 +1,273 @@
+"""Client-side rate limiting per Cloudflare credential, and reading the budget Cloudflare reports.
+
+Cloudflare allows 1,200 requests per five minutes per user or token and blocks a client that goes
+over for five minutes, so every request first takes a slot from the credential's ``RateLimiter``.
+It keeps a sliding log (the times of the requests admitted in the last ``period`` seconds): bursts
+go straight through, and no stretch of ``period`` seconds ever holds more than ``requests``.
+
+``observe(headers)`` lets the server lower that budget: when it reports fewer requests left than we
+think we have (other tools may share the token), the difference is booked as if we had spent it,
+until the server's reset time.
+
+Why not ``pyrate-limiter`` or ``limits``: neither lets a test inject the sleep (pyrate-limiter
+calls ``time.sleep`` itself and starts a leak thread per bucket; ``limits`` reads ``time.time``
+directly and has no blocking acquire), and neither takes the server's "remaining" as input.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from bisect import bisect_right, insort
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+__all__ = [
+    "RateLimitBlocked",
+    "RateLimiter",
+    "RateLimiterRegistry",
+    "ServerBudget",
+    "read_budget",
+    "retry_after",
+]
+
+_NUMBER = re.compile(r"\d{1,12}(?:\.\d{1,6})?")
+# x-ratelimit-reset is seconds-to-go for some servers and an epoch timestamp for others.
+_EPOCH_THRESHOLD = 1_000_000_000
+_MANY = 1 << 62
+
+
+class RateLimitBlocked(Exception):  # noqa: N818 - a condition, reported by the client
+    """The server has blocked this credential for longer than the caller is willing to wait."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"the server blocks this credential for another {seconds:.0f} s")
+
+
+class RateLimiter:
+    """At most ``requests`` in any ``period`` seconds; thread-safe; ``acquire`` blocks."""
+
+    def __init__(
+        self,
+        *,
+        requests: int = 1200,
+        period: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if requests < 1 or period <= 0:
+            raise ValueError(
+                f"a rate limit needs requests >= 1 and period > 0, not {requests}/{period}"
+            )
+        self._limit = requests
+        self._window = float(period)
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._log: list[float] = []  # admission times, sorted; booked-but-unsent ones included
+        # Until when the server said it has no requests left for us (its block, not our pacing).
+        self._blocked_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(requests={self._limit}, period={self._window:g})"
+
+    @property
+    def requests(self) -> int:
+        return self._limit
+
+    @property
+    def period(self) -> float:
+        return self._window
+
+    def available(self) -> int:
+        """How many requests would go through right now without waiting."""
+        with self._lock:
+            self._expire(self._clock())
+            return max(self._limit - len(self._log), 0)
+
+    def acquire(self, *, max_block: float | None = None) -> float:
+        """Take one slot, waiting until there is one; returns the seconds waited.
+
+        Our own pacing is always waited out. A block the server announced is waited out only
+        up to ``max_block`` seconds; a longer one raises RateLimitBlocked at once, so a caller
+        with a time budget fails clearly instead of sleeping through Cloudflare's 5 minutes.
+        """
+        start, slept = self._clock(), False
+        while True:
+            with self._lock:
+                now = self._clock()
+                blocked = self._blocked_until - now
+                if max_block is not None and blocked > max_block:
+                    raise RateLimitBlocked(blocked)
+                self._expire(now)
+                if len(self._log) < self._limit:
+                    insort(self._log, now)
+                    return now - start if slept else 0.0
+                # The slot frees when the entry `limit` places from the newest leaves the window.
+                delay = self._log[len(self._log) - self._limit] + self._window - now
+            self._sleep(max(delay, 0.001))  # never spin on float rounding
+            slept = True
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Lower our budget to what the server reports is left (never raise it)."""
+        budget = read_budget(headers)
+        with self._lock:
+            now = self._clock()
+            self._expire(now)
+            if budget.limit is not None and budget.window == self._window:
+                self._limit = max(min(self._limit, budget.limit), 1)
+            if budget.remaining is None:
+                return
+            if budget.remaining == 0 and budget.reset is not None:
+                self._blocked_until = max(self._blocked_until, now + budget.reset)
+            excess = (self._limit - len(self._log)) - budget.remaining
+            if excess <= 0:
+                return
+            # Book the difference so that it expires when the server's window resets.
+            reset = self._window if budget.reset is None else min(budget.reset, self._window)
+            stamp = min(now + reset - self._window, now)
+            for _ in range(excess):
+                insort(self._log, stamp)
+
+    def _expire(self, now: float) -> None:
+        del self._log[: bisect_right(self._log, now - self._window)]
+
+
+class RateLimiterRegistry:
+    """One limiter per credential key, created on first use and shared by every thread.
+
+    Limiters come from ``factory`` when given, else ``RateLimiter(requests=…, period=…)``.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[str], RateLimiter] | None = None,
+        *,
+        requests: int = 1200,
+        period: float = 300.0,
+    ) -> None:
+        if factory is None:
+            RateLimiter(requests=requests, period=period)  # refuse a bad budget now, not on use
+        self._factory = factory or (lambda _key: RateLimiter(requests=requests, period=period))
+        self._limiters: dict[str, RateLimiter] = {}
+        self._lock = threading.Lock()
+
+    def get(self, credential_key: str) -> RateLimiter:
+        with self._lock:
+            limiter = self._limiters.get(credential_key)
+            if limiter is None:
+                limiter = self._limiters[credential_key] = self._factory(credential_key)
+            return limiter
+
+
+@dataclass(frozen=True)
+class ServerBudget:
+    """What a response's headers say about the credential's budget; None where they are silent."""
+
+    remaining: int | None = None
+    reset: float | None = None  # seconds until `remaining` is replenished
+    limit: int | None = None  # the policy's quota ...
+    window: float | None = None  # ... per this many seconds
+
+
+def read_budget(headers: Mapping[str, str], *, now: float | None = None) -> ServerBudget:
+    """``Ratelimit``/``-Policy`` (IETF drafts), else ``X-RateLimit-*``, else ``Retry-After``."""
+    h = _lower(headers)
+    remaining: int | None = None
+    reset: float | None = None
+    items = _items(h.get("ratelimit", ""))
+    if items:
+        # The most constrained item is the one to honour.
+        item = min(items, key=_remaining_or_many)
+        remaining = _int(item.get("r", item.get("remaining")))
+        reset = _seconds(item.get("t", item.get("reset")))
+    for prefix in ("ratelimit-", "x-ratelimit-"):
+        if remaining is None:
+            remaining = _int(h.get(prefix + "remaining"))
+        if reset is None and (raw := _seconds(h.get(prefix + "reset"))) is not None:
+            reset = _reset_delta(raw, h, now)
+    if remaining is None and (wait := retry_after(h, now=now)) is not None:
+        remaining, reset = 0, wait
+    limit, window = None, None
+    for item in _items(h.get("ratelimit-policy", "")):
+        quota = _int(item.get("q", item.get("")))
+        per = _seconds(item.get("w"))
+        if quota is not None and per is not None and (limit is None or quota < limit):
+            limit, window = quota, per
+    return ServerBudget(remaining=remaining, reset=reset, limit=limit, window=window)
+
+
+def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds (delay or HTTP-date, measured against the response's ``Date``)."""
+    value = _lower(headers).get("retry-after", "").strip()
+    if not value:
+        return None
+    if (seconds := _seconds(value)) is not None:
+        return seconds
+    when = _http_date(value)
+    if when is None:
+        return None
+    return max(when - _server_now(_lower(headers), now), 0.0)
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _items(value: str) -> list[dict[str, str]]:
+    """Parse ``"default";r=0;t=30, "burst";r=5`` and ``limit=10, remaining=0, reset=5`` alike."""
+    items: list[dict[str, str]] = []
+    for member in value.split(","):
+        params: dict[str, str] = {}
+        for part in member.split(";"):
+            key, sep, val = part.strip().partition("=")
+            if sep:
+                params[key.strip().lower()] = val.strip().strip('"')
+            elif key and not key.startswith('"'):
+                params[""] = key  # an old-draft bare quota: ``100;w=60``
+        if params:
+            items.append(params)
+    # The old draft spreads one item over comma-separated members: merge them.
+    keys = [k for i in items for k in i]
+    if len(items) > 1 and all(len(i) == 1 for i in items) and len(set(keys)) == len(keys):
+        return [{k: v for i in items for k, v in i.items()}]
+    return items
+
+
+def _remaining_or_many(item: Mapping[str, str]) -> int:
+    remaining = _int(item.get("r", item.get("remaining")))
+    return _MANY if remaining is None else remaining
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None or not _NUMBER.fullmatch(value.strip()):
+        return None
+    return float(value)
+
+
+def _http_date(value: str) -> float | None:
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def _server_now(h: Mapping[str, str], now: float | None) -> float:
+    # The server's own Date makes HTTP-date arithmetic immune to our clock's skew.
+    server = _http_date(h.get("date", ""))
+    if server is not None:
+        return server
+    return time.time() if now is None else now
+
+
+def _reset_delta(raw: float, h: Mapping[str, str], now: float | None) -> float:
+    if raw < _EPOCH_THRESHOLD:
+        return raw
+    return max(raw - _server_now(h, now), 0.0)

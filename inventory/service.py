@@ -1,0 +1,102 @@
+"""Wiring: settings → engine, HTTP client and rate limiters → a Syncer (for CLI and daemon)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+
+from inventory.client import CloudflareClient
+from inventory.db.engine import make_engine
+from inventory.db.migrate import ensure_current
+from inventory.locks import AdvisoryLocks
+from inventory.ratelimit import RateLimiterRegistry
+from inventory.sync import AccountResult, ProgressCallback, Syncer, mark_unconfigured
+
+__all__ = ["open_client", "open_engine", "run_sync"]
+
+
+def open_engine(settings: Any, *, check_schema: bool = True) -> Engine:
+    engine = make_engine(settings.database_url_secret(), pool_size=max(5, settings.max_concurrency))
+    if check_schema:
+        try:
+            ensure_current(engine)
+        except Exception:
+            engine.dispose()
+            raise
+    return engine
+
+
+def open_client(settings: Any) -> CloudflareClient:
+    limiters = RateLimiterRegistry(
+        requests=settings.rate_limit_requests, period=settings.rate_limit_period
+    )
+    verify: bool | str = settings.verify_tls
+    if not settings.verify_tls:
+        structlog.get_logger("inventory").warning(
+            "TLS verification is OFF (verify_tls = false): anyone on the network path can read "
+            "and alter API responses and capture credentials",
+            api_base_url=settings.api_base_url,
+        )
+    if settings.verify_tls and settings.ca_bundle is not None:
+        verify = str(settings.ca_bundle)
+    return CloudflareClient(
+        base_url=settings.api_base_url,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        max_retries=settings.max_retries,
+        retry_max_time=settings.retry_max_time,
+        max_response_bytes=settings.max_response_bytes,
+        verify=verify,
+        limiter_factory=limiters.get,
+    )
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[ProgressCallback | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_page(account_id: str, endpoint: str, page: int, items: int) -> None:
+            text = f"{account_id[:8]}… {endpoint}: page {page}, {items} items"
+            if account_id not in tasks:
+                tasks[account_id] = bar.add_task(text, total=None)
+            bar.update(tasks[account_id], description=text)
+
+        yield on_page
+
+
+def run_sync(
+    settings: Any, accounts: Sequence[Any], *, all_accounts: bool = True, progress: bool = False
+) -> list[AccountResult]:
+    """One pass over ``accounts``; ``all_accounts`` says they are the whole configuration."""
+    engine = open_engine(settings)
+    try:
+        with open_client(settings) as client, _progress(progress) as on_page:
+            syncer = Syncer(
+                engine=engine,
+                client=client,
+                per_page=settings.page_size,
+                max_pages=settings.max_pages,
+                on_page=on_page,
+                # Beside running daemons, a one-shot sync takes the same per-account locks.
+                locks=AdvisoryLocks(engine) if engine.dialect.name == "postgresql" else None,
+            )
+            if all_accounts:
+                mark_unconfigured(engine, [a.id for a in accounts])
+            return syncer.sync_all(accounts, max_concurrency=settings.max_concurrency)
+    finally:
+        engine.dispose()

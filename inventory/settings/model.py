@@ -1,0 +1,220 @@
+"""The Settings model: every top-level setting, its default and its checks."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, Field, PrivateAttr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from inventory.settings.accounts import AccountConfig
+from inventory.settings.sources import (
+    CURRENT_LOAD,
+    ENV_PREFIX,
+    build_sources,
+    current_environment,
+    prepare_load,
+)
+
+__all__ = ["Settings"]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_NO_DURATION = frozenset({"none", "never", "forever", "off"})
+_QUERY_PASSWORD = re.compile(r"(?<=[?&]password=)[^&]*", re.IGNORECASE)
+
+
+def _duration(value: object) -> float:
+    """Seconds from a number or a string like "900", "30s", "15m", "1h30m" or "180d"."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            seconds = float(text)
+        elif _DURATION.fullmatch(text):
+            seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+    if seconds is None:
+        raise ValueError("must be seconds or a duration like '30s', '15m', '1h' or '180d'")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError("must be a positive duration")
+    return seconds
+
+
+def _optional_duration(value: object) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NO_DURATION):
+        return None
+    return _duration(value)
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _blank_is_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+Seconds = Annotated[float, BeforeValidator(_duration)]
+OptionalSeconds = Annotated[float | None, BeforeValidator(_optional_duration)]
+
+
+class _MaskedURL(str):
+    """A database URL whose text has the password masked; the real URL is kept aside."""
+
+    secret: str | None
+
+    def __new__(cls, masked: str, secret: str | None = None) -> Self:
+        url = super().__new__(cls, masked)
+        url.secret = secret
+        return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, env_ignore_empty=True
+    )
+
+    database_url: str = Field(
+        "sqlite:///inventory.db",
+        description="SQLAlchemy URL of the database (SQLite or PostgreSQL)",
+    )
+    api_base_url: str = Field(
+        "https://api.cloudflare.com/client/v4", description="Cloudflare API base URL"
+    )
+    page_size: int = Field(100, ge=1, le=100, description="items requested per page, 1 to 100")
+    connect_timeout: Seconds = Field(10.0, description="seconds to wait for a connection")
+    read_timeout: Seconds = Field(30.0, description="seconds to wait for a response")
+    max_retries: int = Field(5, ge=0, le=20, description="retries after the first attempt")
+    retry_max_time: Seconds = Field(120.0, description="total retry budget per request, seconds")
+    max_concurrency: int = Field(4, ge=1, le=64, description="accounts fetched at once")
+    rate_limit_requests: int = Field(1200, ge=1, description="requests allowed per period")
+    rate_limit_period: Seconds = Field(300.0, description="rate limit window, seconds")
+    max_pages: int = Field(1000, ge=1, description="page cap per listing")
+    max_response_bytes: int = Field(50_000_000, ge=1, description="largest response body accepted")
+    verify_tls: bool = Field(True, description="verify the API's TLS certificate")
+    ca_bundle: Path | None = Field(None, description="CA bundle file to verify TLS with")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="least severe level logged"
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a terminal, JSON otherwise"
+    )
+    sync_interval: Seconds = Field(900.0, description="seconds between daemon runs")
+    sync_cron: str | None = Field(None, description="crontab schedule; replaces sync_interval")
+    metrics_address: str = Field("127.0.0.1:9108", description="host:port of /metrics")
+    history_retention: OptionalSeconds = Field(None, description="keep history this long")
+    accounts: list[AccountConfig] = Field(default_factory=list)
+
+    # Where each value came from, filled in by load_settings; shows where inline tokens live.
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        load = CURRENT_LOAD.get()
+        if load is None:  # built directly rather than by load_settings
+            load = prepare_load(settings_cls, os.environ, Path.cwd())
+        return build_sources(settings_cls, init_settings, load)
+
+    @field_validator("database_url")
+    @classmethod
+    def _mask_password(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except Exception:  # noqa: BLE001 - ArgumentError or ValueError, whose text may quote the URL
+            raise ValueError("is not a valid SQLAlchemy database URL") from None
+        masked = _QUERY_PASSWORD.sub("***", url.render_as_string(hide_password=True))
+        return _MaskedURL(masked, value)
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value.strip().rstrip("/")
+
+    @field_validator("ca_bundle", "sync_cron", mode="before")
+    @classmethod
+    def _unset_when_blank(cls, value: object) -> object:
+        return _blank_is_none(value)
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _check_ca_bundle(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = current_environment().path(value)
+        if not path.is_file():
+            raise ValueError(f"file {path} does not exist")
+        return path
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case_insensitive(cls, value: object) -> object:
+        return _lower(value)
+
+    @field_validator("sync_cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError("must be a five-field crontab expression like '*/15 * * * *'")
+        return value.strip() if value is not None else None
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        _, colon, port = value.strip().rpartition(":")
+        if not colon or not port.isdigit() or int(port) > 65535:
+            raise ValueError("must be host:port, like 127.0.0.1:9108")
+        return value.strip()
+
+    @field_validator("accounts")
+    @classmethod
+    def _unique_ids(cls, accounts: list[AccountConfig]) -> list[AccountConfig]:
+        seen: dict[str, int] = {}
+        for index, account in enumerate(accounts):
+            if account.id in seen:
+                raise ValueError(
+                    f"account {account.id} is listed twice "
+                    f"(accounts[{seen[account.id]}] and accounts[{index}])"
+                )
+            seen[account.id] = index
+        return accounts
+
+    def database_url_secret(self) -> str:
+        secret = getattr(self.database_url, "secret", None)
+        return secret if isinstance(secret, str) else self.database_url
+
+    def redacted(self) -> dict[str, object]:
+        values: dict[str, object] = self.model_dump(mode="json", exclude={"accounts"})
+        origin = self._origins.get("accounts")
+        values["accounts"] = [_redact(account, origin) for account in self.accounts]
+        return values
+
+
+def _redact(account: AccountConfig, origin: str | None) -> dict[str, Any]:
+    where = origin if account.credential_source == "inline" else account.credential_source
+    masked = f"*** ({where})" if where else "***"
+    values: dict[str, Any] = {"id": account.id, "name": account.name, "auth": account.auth_scheme}
+    if account.auth_scheme == "token":
+        values["api_token"] = masked
+    else:
+        values.update(api_email=account.api_email, api_key=masked)
+    values["credential_key"] = account.credential_key
+    return values

@@ -1,0 +1,255 @@
+"""What the simulated API answers to one list request, decided without touching a socket.
+
+Checks run in Cloudflare's order: route, credentials, account, revocation, rate limit, paging; a
+scripted fault then gets its chance to change the answer. The result is a ``Response`` the HTTP
+layer writes out, possibly cut short (``cut``) to play a stalled or truncated transfer.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import json
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+from inventory.simulator.faults import Fault, corrupt_record
+from inventory.simulator.pages import error_body
+from inventory.simulator.ratelimit import RateLimiter
+from inventory.simulator.state import RequestRecord, SimulatedCloudflare
+
+__all__ = ["API_PATH", "Response", "handle_api"]
+
+API_PATH = re.compile(r"^/client/v4/accounts/([^/]*)/access/ai-controls/mcp/(portals|servers)/?$")
+
+_HTML = (
+    b"<!DOCTYPE html>\n<html><head>"
+    b"<title>example.com | 520: Web server is returning an unknown error</title></head>"
+    b"<body><h1>Web server is returning an unknown error</h1><p>Error code 520</p>"
+    b"<p>Cloudflare Ray ID: 0000000000000000</p></body></html>\n"
+)
+_STATUS_ERRORS = {
+    401: (10000, "Authentication error"),
+    403: (10000, "Authentication error"),
+    429: (971, "Please wait and consider throttling your request speed"),
+    500: (10001, "Internal server error"),
+    502: (10002, "Bad gateway"),
+    503: (10003, "Service temporarily unavailable"),
+    504: (10004, "Gateway timeout"),
+}
+_rays = itertools.count(0x7A3F00000000)
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    cut: str | None = None  # 'stall' | 'truncate': send part of the body, then close
+    seconds: float = 0.0
+
+
+@dataclass
+class _Seen:
+    account_id: str | None = None
+    endpoint: str | None = None
+    page: int | None = None
+    per_page: int | None = None
+    auth: str | None = None
+
+
+def _error(status: int, code: int, message: str, chain: tuple[int, str] | None = None) -> Response:
+    return Response(status, error_body(code, message, chain=chain))
+
+
+def _authenticate(
+    sim: SimulatedCloudflare, headers: Mapping[str, str], seen: _Seen
+) -> Response | str:
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        seen.auth = "bearer"
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token or " " in token:
+            return _error(
+                400,
+                6003,
+                "Invalid request headers",
+                (6111, "Invalid format for Authorization header"),
+            )
+        if not hmac.compare_digest(token.encode(), sim.api_token.encode()):
+            return _error(403, 10000, "Authentication error")
+        return "token:" + token
+    email, key = headers.get("x-auth-email"), headers.get("x-auth-key")
+    if email is None and key is None:
+        return _error(403, 10000, "Authentication error")
+    seen.auth = "key"
+    if email != sim.api_email or not hmac.compare_digest(
+        (key or "").encode(), sim.api_key.encode()
+    ):
+        return _error(403, 10000, "Authentication error")
+    return "key:" + email
+
+
+def _paging(query: Mapping[str, str], seen: _Seen) -> Response | None:
+    try:
+        seen.page = int(query.get("page", "1"))
+        seen.per_page = int(query.get("per_page", "20"))
+    except ValueError:
+        seen.page = seen.per_page = None
+        return _error(400, 10001, "page and per_page must be integers")
+    if seen.page < 1:
+        return _error(400, 10001, "page must be at least 1")
+    if not 1 <= seen.per_page <= 100:
+        return _error(400, 10001, "per_page must be between 1 and 100")
+    return None
+
+
+def _fault_response(sim: SimulatedCloudflare, fault: Fault, seen: _Seen) -> Response | None:
+    assert seen.account_id
+    assert seen.endpoint
+    assert seen.page
+    assert seen.per_page
+    kind = fault.kind
+    if kind == "status":
+        code, message = _STATUS_ERRORS.get(
+            fault.status, (fault.status, HTTPStatus(fault.status).phrase)
+        )
+        response = _error(fault.status, code, message)
+        if fault.ratelimit_headers:
+            wait = math.ceil(fault.retry_after if fault.retry_after is not None else 60)
+            response.headers.append(("Ratelimit", f'"default";r=0;t={wait}'))
+        elif fault.retry_after is not None:
+            response.headers.append(("Retry-After", str(math.ceil(fault.retry_after))))
+        return response
+    if kind == "html":
+        return Response(520, _HTML, content_type="text/html; charset=UTF-8")
+    if kind == "success_false":
+        return _error(200, 10013, "Temporary failure listing MCP resources, please retry")
+    if kind == "empty_body":
+        return Response(200, b"")
+    if kind == "delay":
+        time.sleep(fault.seconds)
+    elif kind in ("drift_insert", "drift_remove"):
+        _drift(sim, seen.account_id, seen.endpoint, insert=kind == "drift_insert")
+    return None
+
+
+def _drift(sim: SimulatedCloudflare, account_id: str, endpoint: str, *, insert: bool) -> None:
+    if endpoint == "portals":
+        if insert:
+            sim.add_portal(account_id, at_start=True)
+        elif ids := sim.portal_ids(account_id):
+            sim.delete_portal(account_id, ids[0])
+    elif insert:
+        sim.add_server(account_id, at_start=True)
+    elif ids := sim.server_ids(account_id):
+        sim.delete_server(account_id, ids[0])
+
+
+def _page(sim: SimulatedCloudflare, fault: Fault | None, seen: _Seen) -> Response:
+    assert seen.account_id
+    assert seen.endpoint
+    assert seen.page
+    assert seen.per_page
+    repeat = fault is not None and fault.kind == "repeat_last_page"
+    body = sim.page_body(
+        seen.account_id, seen.endpoint, seen.page, seen.per_page, repeat_last=repeat
+    )
+    if fault is not None and fault.kind == "invalid_record":
+        envelope = json.loads(body)
+        if envelope["result"]:
+            corrupt_record(envelope["result"][0], fault.violation)
+        body = json.dumps(envelope, separators=(",", ":")).encode()
+    response = Response(200, body)
+    if fault is not None and fault.kind in ("stall", "truncate"):
+        response.cut, response.seconds = fault.kind, fault.seconds
+    return response
+
+
+def _decide(
+    sim: SimulatedCloudflare,
+    *,
+    limiter: RateLimiter,
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+    seen: _Seen,
+) -> Response:
+    match = API_PATH.match(path)
+    if match is None or method != "GET":
+        return _error(404, 7000, "No route for that URI")
+    seen.account_id, seen.endpoint = match.groups()
+    credential = _authenticate(sim, headers, seen)
+    if isinstance(credential, Response):
+        return credential
+    quota = limiter.hit(credential, sim.rate_limit)
+    response = _checked(sim, quota.allowed, query, seen)
+    if not quota.allowed:
+        response.headers.append(("Retry-After", str(quota.reset)))
+    present = {name.lower() for name, _ in response.headers}  # a fault's own Ratelimit wins
+    response.headers.extend(h for h in quota.headers() if h[0].lower() not in present)
+    return response
+
+
+def _checked(
+    sim: SimulatedCloudflare, allowed: bool, query: Mapping[str, str], seen: _Seen
+) -> Response:
+    assert seen.account_id is not None
+    assert seen.endpoint is not None
+    if not sim.has_account(seen.account_id):
+        message = (
+            f"Could not route to /accounts/{seen.account_id}, "
+            "perhaps your object identifier is invalid?"
+        )
+        return _error(404, 7003, message)
+    if sim.is_revoked(seen.account_id):
+        return _error(403, 10000, "Authentication error")
+    if not allowed:
+        return _error(429, 971, "Please wait and consider throttling your request speed")
+    invalid = _paging(query, seen)
+    if invalid is not None:
+        return invalid
+    assert seen.page is not None
+    assert seen.per_page is not None
+    past_end = (seen.page - 1) * seen.per_page >= sim.count(seen.account_id, seen.endpoint)
+    fault = sim.faults.take(seen.account_id, seen.endpoint, seen.page, past_end=past_end)
+    if fault is not None:
+        replaced = _fault_response(sim, fault, seen)
+        if replaced is not None:
+            return replaced
+    return _page(sim, fault, seen)
+
+
+def handle_api(
+    sim: SimulatedCloudflare,
+    limiter: RateLimiter,
+    *,
+    method: str,
+    path: str,
+    query: Mapping[str, str],
+    headers: Mapping[str, str],
+) -> tuple[Response, RequestRecord]:
+    """``headers`` must have lower-case names."""
+    seen = _Seen()
+    response = _decide(
+        sim, limiter=limiter, method=method, path=path, query=query, headers=headers, seen=seen
+    )
+    response.headers.append(("cf-ray", f"{next(_rays):016x}-SJC"))
+    record = RequestRecord(
+        method=method,
+        path=path,
+        query=dict(query),
+        status=response.status,
+        account_id=seen.account_id,
+        endpoint=seen.endpoint,
+        page=seen.page,
+        per_page=seen.per_page,
+        auth=seen.auth,
+    )
+    return response, record

@@ -1,0 +1,139 @@
+"""Scripted misbehaviour of the simulated API.
+
+A ``Fault`` matches requests by account, endpoint and page (``None`` matches anything) and fires
+``times`` times (``None``: forever). The first matching fault in insertion order wins; only one
+fault applies to a request.
+
+Kinds::
+
+    status            answer `status` with an error envelope (Retry-After or only Ratelimit)
+    delay             sleep `seconds`, then answer normally
+    stall             send headers and half the body, sleep `seconds`, close
+    truncate          promise the full Content-Length, send part of the body, close
+    html              520 with an HTML error page
+    success_false     200 whose envelope says success false
+    empty_body        200 with an empty body
+    repeat_last_page  a page past the end repeats the last non-empty page (fires only past the end)
+    drift_insert      a new item appears at the start of the listing just before the page is served
+    drift_remove      the first item of the listing disappears just before the page is served
+    invalid_record    the page's first item breaks the schema as `violation` says
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+__all__ = ["Endpoint", "Fault", "FaultKind", "FaultSet", "Violation", "corrupt_record"]
+
+FaultKind = Literal[
+    "status",
+    "delay",
+    "stall",
+    "truncate",
+    "html",
+    "success_false",
+    "empty_body",
+    "repeat_last_page",
+    "drift_insert",
+    "drift_remove",
+    "invalid_record",
+]
+Violation = Literal["missing_id", "wrong_type", "bad_enum", "long_string"]
+Endpoint = Literal["portals", "servers"]
+
+
+@dataclass
+class Fault:
+    kind: FaultKind
+    account_id: str | None = None
+    endpoint: Endpoint | None = None
+    page: int | None = None
+    times: int | None = None
+    status: int = 500
+    retry_after: float | None = None
+    ratelimit_headers: bool = False
+    seconds: float = 1.0
+    violation: Violation = "missing_id"
+
+    def __post_init__(self) -> None:
+        if self.kind not in get_args(FaultKind):
+            raise ValueError(f"unknown fault kind {self.kind!r}")
+        if self.endpoint not in (None, *get_args(Endpoint)):
+            raise ValueError(f"unknown endpoint {self.endpoint!r}")
+        if self.violation not in get_args(Violation):
+            raise ValueError(f"unknown violation {self.violation!r}")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be at least 1 (or None for forever)")
+
+    @classmethod
+    def from_json(cls, data: Any) -> Fault:
+        if not isinstance(data, dict):
+            raise ValueError("a fault is a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+        return cls(**data)
+
+    def matches(self, account_id: str, endpoint: str, page: int) -> bool:
+        return (
+            self.account_id in (None, account_id)
+            and self.endpoint in (None, endpoint)
+            and self.page in (None, page)
+        )
+
+
+class FaultSet:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def add(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def remove(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults = [f for f in self._faults if f is not fault]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._faults)
+
+    def snapshot(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults)
+
+    def take(self, account_id: str, endpoint: str, page: int, *, past_end: bool) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if not fault.matches(account_id, endpoint, page):
+                    continue
+                if fault.kind == "repeat_last_page" and not past_end:
+                    continue
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        self._faults.remove(fault)
+                return fault
+        return None
+
+
+def corrupt_record(record: dict[str, Any], violation: Violation) -> None:
+    if violation == "missing_id":
+        record.pop("id", None)
+    elif violation == "wrong_type":
+        record["name"] = 12345
+    elif violation == "bad_enum":
+        # servers have `status`; portals' only top-level enum is `code_mode`
+        record["status" if "auth_type" in record else "code_mode"] = "exploded"
+    else:
+        record["name"] = "x" * 100_000

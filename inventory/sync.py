@@ -1,0 +1,492 @@
+"""One account's sync, end to end: fetch → transform → diff → load, in one transaction.
+
+This is the only module that opens transactions on inventory data. The order is the promise:
+the run row is committed as ``running`` before anything is fetched; everything the account's
+sync changes (rows, history, rejections, the run's final status) is committed together or
+not at all; a failure leaves what was stored exactly as it was.
+
+For the daemon a Syncer also takes: ``locks`` (held for a whole account sync, so replicas on one
+PostgreSQL never sync an account at once), ``cancel`` (checked between pages and before the
+apply transaction: a set event aborts the sync, which writes nothing and is recorded as failed
+with error_class ``Aborted``) and ``on_result`` (metrics).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+from sqlalchemy import Engine, func, insert, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from inventory.client import CloudflareClient, RequestStats
+from inventory.db import models
+from inventory.db.load import TABLES, apply_changes, read_stored, record_rejections
+from inventory.diff import ChangeSet, diff_snapshot
+from inventory.errors import FetchError, InventoryError
+from inventory.fetch import Endpoint, fetch_listing
+from inventory.transform import transform_account
+
+__all__ = [
+    "Aborted",
+    "AccountLocks",
+    "AccountResult",
+    "Clock",
+    "ProgressCallback",
+    "ResultCallback",
+    "SyncAccount",
+    "Syncer",
+    "close_abandoned_runs",
+    "mark_unconfigured",
+]
+
+log = structlog.get_logger("inventory.sync")
+Clock = Callable[[], datetime]
+ProgressCallback = Callable[[str, Endpoint, int, int], None]
+# Counted rows are filled in only when a ResultCallback is given: (result, stats, entities by kind)
+ResultCallback = Callable[["AccountResult", RequestStats, Mapping[str, int]], None]
+# Statuses of a run that counts as the account's sync of a cycle (an abort or a crash does not).
+_CYCLE_STATUSES = ("succeeded", "partial", "failed")
+
+
+class Aborted(InventoryError):  # noqa: N818 - its name is the error_class runs record
+    """The sync was stopped (the daemon is shutting down) before it wrote anything."""
+
+
+class AccountLocks(Protocol):
+    """Per-account mutual exclusion across processes (inventory.locks.AdvisoryLocks)."""
+
+    def hold(self, account_id: str) -> AbstractContextManager[bool]:
+        """Try to take the account's lock for the block; yields False when someone else has it."""
+        ...
+
+
+class SyncAccount(Protocol):
+    """What the sync needs of a configured account (inventory.settings.AccountConfig)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def credential_key(self) -> str: ...
+    def auth_headers(self) -> dict[str, str]: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class AccountResult:
+    account_id: str
+    name: str | None
+    status: str
+    run_id: int | None = None
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    rejected: int = 0
+    requests: int = 0
+    pages: int = 0
+    retries: int = 0
+    duration: float = 0.0
+    consistent: bool | None = None
+    error_class: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("succeeded", "partial")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_abandoned_runs(engine: Engine, *, now: datetime, host: str | None = None) -> int:
+    """Close runs left ``running`` by a process of this host that no longer exists."""
+    host = host or socket.gethostname()
+    runs = models.table_of(models.SyncRun)
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(runs.c.id, runs.c.pid).where(runs.c.status == "running", runs.c.host == host)
+        ).all()
+        dead = [r.id for r in rows if r.pid is None or not _pid_alive(r.pid)]
+        if dead:
+            conn.execute(
+                update(runs)
+                .where(runs.c.id.in_(dead))
+                .values(
+                    status="abandoned",
+                    finished_at=now,
+                    error_class="Abandoned",
+                    error_message="the process running this sync stopped before it finished",
+                )
+            )
+    return len(dead)
+
+
+class Syncer:
+    """Syncs accounts with one HTTP client and one engine; safe to use from several threads."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        client: CloudflareClient,
+        per_page: int = 100,
+        max_pages: int = 1000,
+        clock: Clock = utc_now,
+        on_page: ProgressCallback | None = None,
+        locks: AccountLocks | None = None,
+        cancel: threading.Event | None = None,
+        on_result: ResultCallback | None = None,
+    ) -> None:
+        self.engine = engine
+        self.client = client
+        self.per_page = per_page
+        self.max_pages = max_pages
+        self.clock = clock
+        self.on_page = on_page
+        self.locks = locks
+        self.cancel = cancel
+        self.on_result = on_result
+        self.host = socket.gethostname()
+        # SQLite has one writer at a time: threads queue here instead of on busy timeouts.
+        self._write_lock: threading.Lock | None = (
+            threading.Lock() if engine.dialect.name == "sqlite" else None
+        )
+
+    def _writing(self) -> AbstractContextManager[Any]:
+        return self._write_lock if self._write_lock is not None else nullcontext()
+
+    def sync_all(
+        self, accounts: Sequence[SyncAccount], *, max_concurrency: int = 4
+    ) -> list[AccountResult]:
+        """Sync each account; one failing never stops the others. Results in input order."""
+        try:
+            close_abandoned_runs(self.engine, now=self.clock(), host=self.host)
+        except SQLAlchemyError as exc:  # each account's sync reports the database error itself
+            log.warning("could not close abandoned runs", error=_describe_error(exc))
+        if max_concurrency <= 1 or len(accounts) <= 1:
+            return [self.sync_account(account) for account in accounts]
+        with ThreadPoolExecutor(max_concurrency, thread_name_prefix="sync") as pool:
+            return list(pool.map(self.sync_account, accounts))
+
+    def sync_account(
+        self, account: SyncAccount, *, cycle_start: datetime | None = None
+    ) -> AccountResult:
+        """Sync one account; with ``cycle_start``, skip it if a run since then already counts."""
+        started = time.monotonic()
+        result = AccountResult(account_id=account.id, name=account.name, status="failed")
+        stats = RequestStats()
+        entities: dict[str, int] = {}
+        try:
+            # The outer guard catches a lock that cannot be taken (database down); the inner one
+            # records the run's failure while the lock is still held.
+            failures = self._failures(result, stats)
+            with failures, self._holding(account.id) as held, self._failures(result, stats):
+                if not self._skipped(account, result, held=held, cycle_start=cycle_start):
+                    self._check_cancel()
+                    result.run_id = self._begin_run(account)
+                    self._run(account, result, stats, entities)
+        finally:
+            result.requests, result.retries = stats.requests, stats.retries
+            result.duration = time.monotonic() - started
+        self._log(result)
+        if self.on_result is not None:
+            try:
+                self.on_result(result, stats, entities)
+            except Exception:  # metrics must never fail a sync
+                log.exception("result callback failed", account_id=account.id)
+        return result
+
+    @contextmanager
+    def _failures(self, result: AccountResult, stats: RequestStats) -> Iterator[None]:
+        try:
+            yield
+        except (InventoryError, SQLAlchemyError, OSError) as exc:
+            result.requests, result.retries = stats.requests, stats.retries  # for the run row
+            self._fail(result, exc)
+        except Exception as exc:  # a bug must still close the run and spare the other accounts
+            log.exception("sync crashed", account_id=result.account_id)
+            result.requests, result.retries = stats.requests, stats.retries
+            self._fail(result, exc)
+
+    def _holding(self, account_id: str) -> AbstractContextManager[bool]:
+        return self.locks.hold(account_id) if self.locks is not None else nullcontext(True)
+
+    def _check_cancel(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Aborted("the daemon is shutting down: the sync stopped before writing anything")
+
+    def _skipped(
+        self,
+        account: SyncAccount,
+        result: AccountResult,
+        *,
+        held: bool,
+        cycle_start: datetime | None,
+    ) -> bool:
+        if not held:
+            result.status, result.error = "skipped", "another replica is syncing this account"
+            return True
+        if self.locks is not None:
+            self._close_dead_runs(account.id)
+        if cycle_start is not None and self._synced_since(account.id, cycle_start):
+            result.status, result.error = "skipped", "already synced in this cycle"
+            return True
+        return False
+
+    def _close_dead_runs(self, account_id: str) -> None:
+        """Holding the account's lock, any run of it still 'running' lost its process."""
+        runs = models.table_of(models.SyncRun)
+        with self.engine.begin() as conn:
+            closed = conn.execute(
+                update(runs)
+                .where(runs.c.account_id == account_id, runs.c.status == "running")
+                .values(
+                    status="abandoned",
+                    finished_at=self.clock(),
+                    error_class="Abandoned",
+                    error_message="the replica running this sync stopped before it finished",
+                )
+            ).rowcount
+        if closed:
+            log.warning("closed abandoned runs", account_id=account_id, runs=closed)
+
+    def _synced_since(self, account_id: str, since: datetime) -> bool:
+        runs = models.table_of(models.SyncRun)
+        query = (
+            select(runs.c.id)
+            .where(
+                runs.c.account_id == account_id,
+                runs.c.started_at >= since,
+                runs.c.status.in_(_CYCLE_STATUSES),
+                or_(runs.c.error_class.is_(None), runs.c.error_class != "Aborted"),
+            )
+            .limit(1)
+        )
+        with self._writing(), self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def _fetch(self, account: SyncAccount, endpoint: Endpoint, stats: RequestStats) -> Any:
+        on_page = self.on_page
+
+        def progress(ep: Endpoint, page: int, items: int) -> None:
+            self._check_cancel()
+            if on_page is not None:
+                on_page(account.id, ep, page, items)
+
+        return fetch_listing(
+            self.client,
+            account_id=account.id,
+            endpoint=endpoint,
+            headers=account.auth_headers(),
+            credential_key=account.credential_key,
+            per_page=self.per_page,
+            max_pages=self.max_pages,
+            stats=stats,
+            on_page=progress,
+        )
+
+    def _run(
+        self,
+        account: SyncAccount,
+        result: AccountResult,
+        stats: RequestStats,
+        entities: dict[str, int],
+    ) -> None:
+        assert result.run_id is not None
+        portals = self._fetch(account, "portals", stats)
+        servers = self._fetch(account, "servers", stats)
+        observed_at = self.clock()
+        result.pages = portals.pages + servers.pages
+        result.consistent = portals.consistent and servers.consistent
+        problems = [*portals.problems, *servers.problems]
+        transformed = transform_account(
+            portals.items,
+            servers.items,
+            portals_consistent=portals.consistent,
+            servers_consistent=servers.consistent,
+        )
+        result.rejected = len(transformed.rejections)
+        if transformed.rejections:
+            problems.append(f"{result.rejected} record(s) rejected, see rejected_records")
+        result.status = "partial" if problems else "succeeded"
+        if problems:
+            result.error_class = "Incomplete"
+            result.error = "; ".join(problems) + "; nothing was deleted that this hid"
+        result.requests, result.retries = stats.requests, stats.retries
+        self._check_cancel()
+        with self._writing(), self.engine.begin() as conn:
+            self._check_cancel()  # waiting for SQLite's writer lock may have taken a while
+            changes = diff_snapshot(
+                read_stored(conn, account.id), transformed.snapshot, transformed.coverage
+            )
+            apply_changes(conn, account.id, changes, run_id=result.run_id, observed_at=observed_at)
+            record_rejections(conn, account.id, result.run_id, transformed.rejections)
+            result.counts = changes.counts()
+            self._finish_run(conn, result, changes=changes, observed_at=observed_at)
+            if self.on_result is not None:
+                entities.update(_count_entities(conn, account.id))
+
+    def _begin_run(self, account: SyncAccount) -> int:
+        now = self.clock()
+        accounts, runs = models.table_of(models.Account), models.table_of(models.SyncRun)
+        with self._writing(), self.engine.begin() as conn:
+            known = conn.execute(
+                select(accounts.c.name, accounts.c.configured).where(accounts.c.id == account.id)
+            ).first()
+            if known is None:
+                conn.execute(
+                    insert(accounts).values(
+                        id=account.id, name=account.name, configured=True, first_seen_at=now
+                    )
+                )
+            elif known.name != account.name or not known.configured:
+                conn.execute(
+                    update(accounts)
+                    .where(accounts.c.id == account.id)
+                    .values(name=account.name, configured=True)
+                )
+            run_id = conn.execute(
+                insert(runs)
+                .values(
+                    account_id=account.id,
+                    status="running",
+                    started_at=now,
+                    host=self.host,
+                    pid=os.getpid(),
+                )
+                .returning(runs.c.id)
+            ).scalar_one()
+        return int(run_id)
+
+    def _finish_run(
+        self,
+        conn: Any,
+        result: AccountResult,
+        *,
+        changes: ChangeSet | None = None,
+        observed_at: datetime | None = None,
+    ) -> None:
+        now = self.clock()
+        added, changed, removed = changes.totals() if changes is not None else (0, 0, 0)
+        runs, accounts = models.table_of(models.SyncRun), models.table_of(models.Account)
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == result.run_id)
+            .values(
+                status=result.status,
+                observed_at=observed_at,
+                finished_at=now,
+                added=added,
+                changed=changed,
+                removed=removed,
+                rejected=result.rejected,
+                counts=result.counts or None,
+                requests=result.requests,
+                pages=result.pages,
+                retries=result.retries,
+                consistent=result.consistent,
+                error_class=result.error_class,
+                error_message=result.error,
+            )
+        )
+        values: dict[str, Any] = {
+            "last_run_id": result.run_id,
+            "last_status": result.status,
+            "last_sync_at": now,
+        }
+        if result.ok:
+            values["last_success_at"] = now
+        conn.execute(update(accounts).where(accounts.c.id == result.account_id).values(values))
+
+    def _fail(self, result: AccountResult, exc: BaseException) -> None:
+        result.status = "failed"
+        result.error_class = type(exc).__name__
+        result.error = _describe_error(exc)
+        result.counts = {}
+        if result.run_id is None:
+            return
+        try:
+            with self._writing(), self.engine.begin() as conn:
+                self._finish_run(conn, result)
+        except SQLAlchemyError as db_exc:
+            # The database itself is gone; the run stays 'running' and is abandoned later.
+            log.warning(
+                "could not record the failed run",
+                account_id=result.account_id,
+                error=_describe_error(db_exc),
+            )
+
+    def _log(self, result: AccountResult) -> None:
+        if result.status == "skipped":
+            log.debug("account skipped", account_id=result.account_id, reason=result.error)
+            return
+        added = sum(c["added"] for c in result.counts.values())
+        changed = sum(c["changed"] for c in result.counts.values())
+        removed = sum(c["removed"] for c in result.counts.values())
+        level = "info" if result.status == "succeeded" else "warning"
+        getattr(log, level)(
+            "account synced",
+            account_id=result.account_id,
+            account=result.name,
+            run_id=result.run_id,
+            status=result.status,
+            added=added,
+            changed=changed,
+            removed=removed,
+            rejected=result.rejected,
+            requests=result.requests,
+            retries=result.retries,
+            duration_s=round(result.duration, 3),
+            error=result.error,
+        )
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, SQLAlchemyError):
+        # Driver messages are informative; SQLAlchemy's wrapper adds statements and parameters.
+        orig = getattr(exc, "orig", None)
+        text = str(orig if orig is not None else exc).strip().splitlines()
+        return "database error: " + (text[0] if text else type(exc).__name__)
+    if isinstance(exc, FetchError | InventoryError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _count_entities(conn: Any, account_id: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for kind, spec in TABLES.items():
+        query = select(func.count()).select_from(spec.current)
+        counts[kind] = int(
+            conn.execute(query.where(spec.current.c.account_id == account_id)).scalar_one()
+        )
+    return counts
+
+
+def mark_unconfigured(engine: Engine, configured: Iterable[str]) -> None:
+    """Flag accounts no longer in the configuration; their data stays, nothing is deleted."""
+    accounts = models.table_of(models.Account)
+    with engine.begin() as conn:
+        conn.execute(
+            update(accounts)
+            .where(accounts.c.configured.is_(True), accounts.c.id.not_in(list(configured)))
+            .values(configured=False)
+        )

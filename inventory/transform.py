@@ -1,0 +1,369 @@
+"""Raw API listings → the rows inventory stores, one set per entity kind. Pure: no I/O.
+
+A record that does not fit the published schema (or that PostgreSQL could not store) is
+*rejected*: it is reported with a reason, and what was stored for it before stays as it was,
+which is why rejections also narrow what the diff may delete (``Coverage``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from inventory.schema import Portal, PortalServer, Server
+
+__all__ = [
+    "KINDS",
+    "Coverage",
+    "Key",
+    "Kind",
+    "Rejection",
+    "Row",
+    "Snapshot",
+    "TransformResult",
+    "content_hash",
+    "transform_account",
+]
+
+Kind = Literal["portal", "server", "portal_server", "tool", "prompt", "override"]
+KINDS: tuple[Kind, ...] = ("portal", "server", "portal_server", "tool", "prompt", "override")
+Key = tuple[str, ...]
+M = TypeVar("M", bound=BaseModel)
+
+MAX_RECORD_BYTES = 2_000_000
+MAX_NAME_KEY = 200
+# Top-level children stored in tables of their own, so not repeated in their parent's raw JSON.
+_SERVER_CHILDREN = ("tools", "prompts", "updated_tools", "updated_prompts")
+_PORTAL_SERVER_FIELDS = frozenset(PortalServer.model_fields)
+_OVERRIDE_TEXT = (
+    "alias",
+    "description",
+    "portal_alias",
+    "portal_description",
+    "server_alias",
+    "server_description",
+)
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    values: dict[str, Any]
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    kind: str
+    entity_id: str | None
+    reason: str
+    raw: str
+
+
+Snapshot = dict[Kind, dict[Key, Row]]
+
+
+@dataclass(slots=True)
+class Coverage:
+    """Which stored rows the listing vouches for, so which absent ones may be deleted."""
+
+    portals_complete: bool = True
+    servers_complete: bool = True
+    protected_portals: set[str] = field(default_factory=set)
+    protected_servers: set[str] = field(default_factory=set)
+
+    def may_delete(self, kind: Kind, key: Key) -> bool:
+        if kind in ("portal", "portal_server"):
+            return self.portals_complete and key[0] not in self.protected_portals
+        if kind == "override" and key[0]:
+            return self.portals_complete and key[0] not in self.protected_portals
+        if kind == "override":
+            return self.servers_complete and key[1] not in self.protected_servers
+        return self.servers_complete and key[0] not in self.protected_servers
+
+
+@dataclass(slots=True)
+class TransformResult:
+    snapshot: Snapshot
+    coverage: Coverage
+    rejections: list[Rejection]
+
+
+def _default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    msg = f"not JSON-serialisable: {type(value).__name__}"
+    raise TypeError(msg)
+
+
+def content_hash(values: Mapping[str, Any]) -> str:
+    """Order-independent digest of a row's values: equal content, equal hash."""
+    blob = json.dumps(values, sort_keys=True, separators=(",", ":"), default=_default)
+    return hashlib.blake2b(blob.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def _row(values: dict[str, Any]) -> Row:
+    return Row(values=values, digest=content_hash(values))
+
+
+def _storable_problem(raw: object) -> tuple[str | None, str]:
+    """Why the database could not hold this record as it is (or None), and its JSON text."""
+    try:
+        text = json.dumps(raw, ensure_ascii=False, default=str)
+    except RecursionError:
+        # Neither we (hashing) nor PostgreSQL (jsonb) can take a record nested this deep.
+        return "nested too deeply to store (about 1,000 levels or more)", '"(not kept)"'
+    if len(text) > MAX_RECORD_BYTES:
+        excerpt = {"truncated": True, "characters": len(text), "start": text[:10_000]}
+        reason = f"record is {len(text):,} characters, over the {MAX_RECORD_BYTES:,} limit"
+        return reason, json.dumps(excerpt, ensure_ascii=True)
+    # The substring test first: json.dumps always writes NUL as \u0000, and the regex (which
+    # tells an escaped backslash apart) is costly on every large record.
+    if "\\u0000" in text and _NUL.search(text):
+        reason = "contains a NUL character, which PostgreSQL cannot store"
+        return reason, json.dumps(raw, ensure_ascii=True, default=str)  # may hold a surrogate too
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Kept as ASCII JSON: the surrogate as a \ud800 escape, everything else intact.
+        reason = "contains a lone surrogate, which is not valid Unicode"
+        return reason, json.dumps(raw, ensure_ascii=True, default=str)
+    return None, text
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "record"
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _id_of(raw: object) -> str | None:
+    value = raw.get("id") if isinstance(raw, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _validate(model: type[M], raw: object, kind: str, rejections: list[Rejection]) -> M | None:
+    problem, text = _storable_problem(raw)
+    if problem is None:
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            problem = _describe(exc)
+    rejections.append(Rejection(kind=kind, entity_id=_id_of(raw), reason=problem, raw=text))
+    return None
+
+
+def _without(raw: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    drop = set(keys)
+    return {k: v for k, v in raw.items() if k not in drop}
+
+
+def _portal_values(portal: Portal, raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": portal.name,
+        "hostname": portal.hostname,
+        "description": portal.description,
+        "secure_web_gateway": portal.secure_web_gateway,
+        "code_mode": portal.code_mode,
+        "allow_code_mode": portal.allow_code_mode,
+        "created_at": portal.created_at,
+        "created_by": portal.created_by,
+        "modified_at": portal.modified_at,
+        "modified_by": portal.modified_by,
+        "raw": _without(raw, ("servers",)),
+    }
+
+
+def _server_values(
+    server: Server | PortalServer, raw: Mapping[str, Any], source: str
+) -> dict[str, Any]:
+    details = server.error_details.model_dump(exclude_unset=True) if server.error_details else None
+    return {
+        "name": server.name,
+        "hostname": server.hostname,
+        "auth_type": server.auth_type,
+        "description": server.description,
+        "status": server.status,
+        "error": server.error,
+        "error_details": details,
+        "authentication_status": server.authentication_status,
+        "last_synced": server.last_synced,
+        "last_successful_sync": server.last_successful_sync,
+        "secure_web_gateway": server.secure_web_gateway,
+        "is_shared_oauth_callback_enabled": server.is_shared_oauth_callback_enabled,
+        "auth_config_summary": server.auth_config_summary,
+        "created_at": server.created_at,
+        "created_by": server.created_by,
+        "modified_at": server.modified_at,
+        "modified_by": server.modified_by,
+        "source": source,
+        "raw": _without(raw, (*_SERVER_CHILDREN, "server_id", "default_disabled", "on_behalf")),
+    }
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _keyed(entries: list[tuple[str | None, dict[str, Any]]]) -> dict[str, Row]:
+    """Give each entry a stable key: its name, or a digest when the name cannot serve.
+
+    Order in the payload never matters: identical duplicates collapse into one, and different
+    items sharing a name are told apart by their content.
+    """
+    by_name: dict[str | None, dict[str, dict[str, Any]]] = {}
+    for name, values in entries:
+        usable = name if name and len(name) <= MAX_NAME_KEY else None
+        digest = content_hash(values)
+        by_name.setdefault(usable, {}).setdefault(digest, values)
+    rows: dict[str, Row] = {}
+    for name, variants in by_name.items():
+        for digest, values in variants.items():
+            if name is not None and len(variants) == 1:
+                key, derived = name, False
+            elif name is not None:
+                key, derived = f"{name}~{digest[:12]}", True
+            else:
+                key, derived = f"~{digest[:16]}", True
+            # ``derived_key`` follows from the key itself, so the content digest can stand.
+            rows[key] = Row(values={**values, "derived_key": derived}, digest=digest)
+    return rows
+
+
+def _item_rows(server_id: str, items: list[dict[str, Any]]) -> dict[Key, Row]:
+    entries = [
+        (
+            _text(item.get("name")),
+            {
+                "title": _text(item.get("title")),
+                "description": _text(item.get("description")),
+                "definition": item,
+            },
+        )
+        for item in items
+    ]
+    return {(server_id, key): row for key, row in _keyed(entries).items()}
+
+
+def _override_rows(
+    portal_id: str, server: Server | PortalServer, raw: Mapping[str, Any]
+) -> dict[Key, Row]:
+    rows: dict[Key, Row] = {}
+    server_id = server.key if isinstance(server, PortalServer) else server.id
+    for item_kind, field_name in (("tool", "updated_tools"), ("prompt", "updated_prompts")):
+        raws = raw.get(field_name) or []
+        entries = []
+        for model, item_raw in zip(getattr(server, field_name), raws, strict=True):
+            columns = {
+                "enabled": model.enabled,
+                **{name: getattr(model, name, None) for name in _OVERRIDE_TEXT},
+                "raw": item_raw,
+            }
+            entries.append((model.name, columns))
+        for key, row in _keyed(entries).items():
+            rows[(portal_id, server_id, item_kind, key)] = row
+    return rows
+
+
+def _embedded_server_ids(raw: object) -> set[str]:
+    servers = raw.get("servers") if isinstance(raw, dict) else None
+    found: set[str] = set()
+    for item in servers if isinstance(servers, list) else []:
+        if isinstance(item, dict):
+            for name in ("server_id", "id"):
+                value = item.get(name)
+                if isinstance(value, str) and value:
+                    found.add(value)
+    return found
+
+
+def _empty_snapshot() -> Snapshot:
+    return {kind: {} for kind in KINDS}
+
+
+def _add_server(snapshot: Snapshot, server: Server | PortalServer, raw: Mapping[str, Any]) -> None:
+    server_id = server.key if isinstance(server, PortalServer) else server.id
+    source = "portal" if isinstance(server, PortalServer) else "servers"
+    snapshot["server"][(server_id,)] = _row(_server_values(server, raw, source))
+    snapshot["tool"].update(_item_rows(server_id, server.tools))
+    snapshot["prompt"].update(_item_rows(server_id, server.prompts))
+
+
+def _add_embedded(
+    snapshot: Snapshot, coverage: Coverage, portal: Portal, raw: Mapping[str, Any]
+) -> None:
+    """A portal's attachments and their overrides; a server only a portal shows, as a server."""
+    for embedded, embedded_raw in zip(portal.servers, raw.get("servers") or [], strict=True):
+        server_id = embedded.key
+        link_key = (portal.id, server_id)
+        if link_key in snapshot["portal_server"]:
+            continue
+        extra = {k: v for k, v in embedded_raw.items() if k not in _PORTAL_SERVER_FIELDS}
+        snapshot["portal_server"][link_key] = _row(
+            {
+                "default_disabled": embedded.default_disabled,
+                "on_behalf": embedded.on_behalf,
+                "extra": extra or None,
+            }
+        )
+        snapshot["override"].update(_override_rows(portal.id, embedded, embedded_raw))
+        if (server_id,) in snapshot["server"] or server_id in coverage.protected_servers:
+            continue
+        if coverage.servers_complete:
+            _add_server(snapshot, embedded, embedded_raw)
+        else:
+            # /servers may have listed it in a record we could not read (rejected without an
+            # id, or skipped by drift): keep what is stored rather than guess.
+            coverage.protected_servers.add(server_id)
+
+
+def transform_account(
+    portal_items: list[dict[str, Any]],
+    server_items: list[dict[str, Any]],
+    *,
+    portals_consistent: bool = True,
+    servers_consistent: bool = True,
+) -> TransformResult:
+    """Validate and flatten one account's two listings into rows keyed per kind."""
+    snapshot = _empty_snapshot()
+    coverage = Coverage(portals_complete=portals_consistent, servers_complete=servers_consistent)
+    rejections: list[Rejection] = []
+
+    for raw in server_items:
+        server = _validate(Server, raw, "server", rejections)
+        if server is None:
+            server_id = _id_of(raw)
+            if server_id is None:
+                coverage.servers_complete = False
+            else:
+                coverage.protected_servers.add(server_id)
+            continue
+        _add_server(snapshot, server, raw)
+        snapshot["override"].update(_override_rows("", server, raw))
+
+    for raw in portal_items:
+        portal = _validate(Portal, raw, "portal", rejections)
+        if portal is None:
+            portal_id = _id_of(raw)
+            if portal_id is None:
+                coverage.portals_complete = False
+            else:
+                coverage.protected_portals.add(portal_id)
+            # Servers only this portal showed us must not vanish because it was rejected.
+            coverage.protected_servers |= _embedded_server_ids(raw) - {
+                key[0] for key in snapshot["server"]
+            }
+            continue
+        snapshot["portal"][(portal.id,)] = _row(_portal_values(portal, raw))
+        _add_embedded(snapshot, coverage, portal, raw)
+    return TransformResult(snapshot=snapshot, coverage=coverage, rejections=rejections)

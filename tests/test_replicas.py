@@ -1,0 +1,136 @@
+"""Three `inventory run` replicas on one PostgreSQL database, one of them SIGKILLed mid-sync.
+
+Every account must be synced exactly once per cycle (an account whose sync died with the victim
+is picked up the next cycle), no two counted runs of an account may share a cycle, and the
+mirror must end up exactly like the API: no duplicate and no lost row, one open history version
+per current row.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from inventory.db.engine import make_engine
+from inventory.db.load import TABLES
+from inventory.simulator import Fault, SimulatedCloudflare
+from tests.test_daemon_helpers import (
+    Daemon,
+    daemon_env,
+    free_port,
+    fresh_pg_database,
+    pg_available,
+    runs,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+PERIOD = 2.0
+COUNTED = ("succeeded", "partial", "failed")
+
+
+def sleep_until_into_cycle(offset: float) -> int:
+    """Sleep until ``offset`` seconds into the next cycle; returns that cycle's number."""
+    cycle = math.floor(time.time() / PERIOD) + 1
+    time.sleep(max(0.0, cycle * PERIOD + offset - time.time()))
+    return cycle
+
+
+def count(engine: Engine, table: str, account_id: str, where: str = "1=1") -> int:
+    with engine.connect() as conn:
+        sql = f"SELECT count(*) FROM {table} WHERE account_id = :a AND {where}"
+        return int(conn.execute(text(sql), {"a": account_id}).scalar_one())
+
+
+def assert_mirrors(engine: Engine, sim: SimulatedCloudflare) -> None:
+    for account_id in sim.account_ids:
+        portals, servers = sim.portals(account_id), sim.servers(account_id)
+        links = {(p["id"], s["server_id"]) for p in portals for s in p["servers"]}
+        expected = {
+            "portals": len(portals),
+            "servers": len(servers),
+            "portal_servers": len(links),
+            "tools": sum(len(s["tools"]) for s in servers),
+            "prompts": sum(len(s["prompts"]) for s in servers),
+        }
+        for table, n in expected.items():
+            assert count(engine, table, account_id) == n, (account_id, table)
+        for spec in TABLES.values():
+            open_versions = count(engine, spec.history.name, account_id, "valid_to IS NULL")
+            assert open_versions == count(engine, spec.current.name, account_id)
+
+
+def test_three_replicas_share_every_cycle_and_survive_a_sigkill(
+    sim: SimulatedCloudflare, api_url: str, tmp_path: Path
+) -> None:
+    if not pg_available():
+        pytest.skip("PostgreSQL is not reachable")
+    # A slow listing keeps each sync running long enough to be killed in the middle of it.
+    sim.faults.add(Fault(kind="delay", seconds=0.4, endpoint="servers"))
+    with fresh_pg_database() as url:
+        engine = make_engine(url)
+        base = daemon_env(
+            sim, api_url, url, tmp_path, sync_interval=PERIOD, max_concurrency=3, log_level="info"
+        )
+        replicas = [
+            Daemon(
+                {**base, "INVENTORY_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"},
+                tmp_path,
+                name=f"replica{i}",
+            )
+            for i in range(3)
+        ]
+        victim = replicas[0]
+        try:
+            for replica in replicas:
+                replica.wait_serving()
+            first = sleep_until_into_cycle(1.2)
+            sim.advance(3)
+            sleep_until_into_cycle(0.0)
+            wait_until(
+                lambda: [r for r in runs(engine) if r.pid == victim.pid and r.status == "running"],
+                timeout=4 * PERIOD,
+                every=0.02,
+            )
+            victim.proc.send_signal(signal.SIGKILL)
+            victim.wait()
+            killed = math.floor(time.time() / PERIOD)
+            for _ in range(3):
+                sleep_until_into_cycle(1.2)
+                sim.advance(3)
+            last = sleep_until_into_cycle(1.5)  # a quiet cycle: the final state is synced
+            for replica in replicas[1:]:
+                assert replica.stop() == 0, replica.output()
+        finally:
+            for replica in replicas:
+                replica.close()
+
+        rows = runs(engine)
+        assert not [r for r in rows if r.status == "running"]
+        abandoned = [r for r in rows if r.status == "abandoned"]
+        assert abandoned
+        assert {r.pid for r in abandoned} == {victim.pid}
+        lost = {(r.account_id, math.floor(r.started_at.timestamp() / PERIOD)) for r in abandoned}
+        per_cycle = Counter(
+            (r.account_id, math.floor(r.started_at.timestamp() / PERIOD))
+            for r in rows
+            if r.status in COUNTED
+        )
+        assert max(per_cycle.values()) == 1, "an account was synced twice in one cycle"
+        for cycle in range(first, last + 1):
+            for account_id in sim.account_ids:
+                if per_cycle[account_id, cycle] == 0:
+                    assert (account_id, cycle) in lost, f"{account_id} not synced in cycle {cycle}"
+                    assert cycle == killed
+        assert {r.status for r in rows if r.status in COUNTED} <= {"succeeded", "partial"}
+        last_runs = [r for r in rows if math.floor(r.started_at.timestamp() / PERIOD) == last]
+        assert {r.status for r in last_runs} == {"succeeded"}
+        assert_mirrors(engine, sim)
+        engine.dispose()
