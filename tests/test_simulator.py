@@ -844,9 +844,23 @@ def test_control_endpoints(sim: SimulatedCloudflare, base_url: str, account: str
         assert client.get(control + "/nothing").status_code == 404
 
 
-def test_module_runs_until_interrupted() -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # what a shell does to a background job
+
+
+@pytest.mark.parametrize(
+    ("signum", "inherited_ignore"),
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["sigint", "sigint-from-background-shell", "sigterm"],
+)
+def test_module_runs_until_interrupted(signum: signal.Signals, inherited_ignore: bool) -> None:
     command = [sys.executable, "-m", "inventory.simulator", "--port", "0", "--seed", "4"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ignore_sigint if inherited_ignore else None,  # noqa: PLW1509
+    )
     try:
         assert process.stdout is not None
         base_url = process.stdout.readline().split()[-1]
@@ -854,7 +868,7 @@ def test_module_runs_until_interrupted() -> None:
         account = SimulatedCloudflare(seed=4).account_ids[0]
         response = httpx.get(base_url + path(account, "servers"), headers=BEARER, timeout=5)
         assert response.status_code == 200
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         assert process.wait(timeout=10) == 0
     finally:
         process.kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -154,6 +155,21 @@ def _advance_loop(sim: SimulatedCloudflare, every: float, stop: threading.Event)
             log.info("simulator: %s", line)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the server, even where SIGINT was inherited as ignored.
+
+    A shell starts background jobs (``inventory simulate &``) with SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler: ``kill -INT`` would be silently dropped.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def serve_forever(
     sim: SimulatedCloudflare,
     *,
@@ -171,6 +187,7 @@ def serve_forever(
             name="simulator-advance",
             daemon=True,
         ).start()
+    _stop_on_signals()
     if ready is not None:
         ready(server.base_url)
     try:
