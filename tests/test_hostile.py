@@ -1,9 +1,9 @@
 """Hostile and odd payloads: never a crash; every record stored or quarantined with a reason.
 
-Records are generated from Cloudflare's published schema (../shared/cloudflare/mcp-openapi.json)
-with unknown fields added at every level and constraints sometimes broken; many go through the
-pure ``transform_account``, fewer through a whole sync into SQLite and PostgreSQL, served by an
-``httpx.MockTransport`` fake of the two list endpoints.
+Records are generated from Cloudflare's published schema (tests/data/mcp-openapi.json, a copy of
+../shared/cloudflare/mcp-openapi.json) with unknown fields added at every level and constraints
+sometimes broken; many go through the pure ``transform_account``, fewer through a whole sync
+into SQLite and PostgreSQL, served by an ``httpx.MockTransport`` fake of the two list endpoints.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from tests.conftest import settings_for
 from tests.faultkit import Clock, run_row, small_sim, snapshot, sync_all, syncer_for
 
 SPEC_PATH = Path(
-    os.environ.get("INVENTORY_MCP_OPENAPI", "/work/shared/cloudflare/mcp-openapi.json")
+    os.environ.get("INVENTORY_MCP_OPENAPI", Path(__file__).parent / "data" / "mcp-openapi.json")
 )
 BASE = "https://api.cloudflare.test/client/v4"
 TOKEN = "hostile-token"
