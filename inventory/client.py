@@ -1,6 +1,6 @@
 """The HTTP client for Cloudflare's API: credentials per call, retries in one place, strict bodies.
 
-    get_json
+    get_json / get_page
     └── stamina.retry_context, decided by ``_retry_wait`` (429/5xx/520-530, timeouts, dropped
         connections; Retry-After honoured; bounded by attempts and by seconds)
         └── _attempt: limiter.acquire() → send (streamed) → limiter.observe() → _read_envelope
@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import ssl
-import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +26,7 @@ from typing import Any
 import httpx
 import stamina
 
+from inventory.envelope import cloudflare_errors, decode_envelope, decode_known, digest
 from inventory.errors import ApiError, AuthError, BadResponseError, FetchError, TransportError
 from inventory.ratelimit import (
     RateLimitBlocked,
@@ -37,7 +36,7 @@ from inventory.ratelimit import (
     retry_after,
 )
 
-__all__ = ["RETRY_STATUSES", "CloudflareClient", "RequestStats"]
+__all__ = ["RETRY_STATUSES", "CloudflareClient", "Page", "RequestStats"]
 
 # 520-530 are Cloudflare's own edge errors: the origin was unreachable or misbehaved.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, *range(520, 531)})
@@ -131,6 +130,7 @@ class _Call:
     throttled: float = 0.0  # our limiter's waits are not charged to the retry budget
     pending_rate_limit_wait: float | None = None
     gave_up_because: str = ""
+    known: Collection[str] = ()  # digests of bodies the caller need not have decoded
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -139,6 +139,20 @@ class _Call:
 
     def error(self, cls: type[FetchError], text: str, **kwargs: Any) -> FetchError:
         return cls(self.scrub(text), url=self.url, **kwargs)
+
+
+@dataclass(slots=True)
+class Page:
+    """A successful response: its body's digest, and its envelope unless the digest was known."""
+
+    digest: str
+    body: bytes
+    envelope: dict[str, Any] | None = None
+
+    def decoded(self) -> dict[str, Any]:
+        if self.envelope is None:
+            self.envelope = decode_known(self.body)
+        return self.envelope
 
 
 class CloudflareClient:
@@ -205,6 +219,22 @@ class CloudflareClient:
         stats: RequestStats | None = None,
     ) -> dict[str, Any]:
         """GET ``path`` under ``base_url``; Cloudflare's success envelope, or a FetchError."""
+        page = self.get_page(
+            path, params=params, headers=headers, credential_key=credential_key, stats=stats
+        )
+        return page.decoded()
+
+    def get_page(
+        self,
+        path: str,
+        *,
+        params: dict[str, str | int],
+        headers: dict[str, str],
+        credential_key: str,
+        stats: RequestStats | None = None,
+        known: Collection[str] = (),
+    ) -> Page:
+        """``get_json``, but a body whose digest is in ``known`` is returned undecoded."""
         request = self._build(path, params, headers)
         query = request.url.query.decode("ascii", "replace")
         call = _Call(
@@ -213,6 +243,7 @@ class CloudflareClient:
             secrets=_secrets(headers),
             stats=stats if stats is not None else RequestStats(),
             start=self._clock(),
+            known=known,
         )
         for name, value in headers.items():
             if not value.isprintable():  # a stray newline from a secrets file, say
@@ -253,7 +284,7 @@ class CloudflareClient:
             call.stats.add(retries=1, rate_limit_wait=call.pending_rate_limit_wait)
         call.pending_rate_limit_wait = None
 
-    def _attempt(self, call: _Call, request: httpx.Request, limiter: RateLimiter) -> dict[str, Any]:
+    def _attempt(self, call: _Call, request: httpx.Request, limiter: RateLimiter) -> Page:
         budget_left = max(self._retry_max_time - self._elapsed(call), 0.0)
         try:
             waited = limiter.acquire(max_block=budget_left)
@@ -284,7 +315,7 @@ class CloudflareClient:
         finally:
             response.close()
 
-    def _read_envelope(self, call: _Call, response: httpx.Response) -> dict[str, Any]:
+    def _read_envelope(self, call: _Call, response: httpx.Response) -> Page:
         status = response.status_code
         if status in RETRY_STATUSES:
             detail, codes, not_json = _error_detail(response, call)
@@ -433,32 +464,11 @@ def _error_detail(response: httpx.Response, call: _Call) -> tuple[str, tuple[int
         document = json.loads(body)
     except (ValueError, RecursionError):
         return f": unreadable JSON error body {_snippet(body)}", (), False
-    described, codes = _cloudflare_errors(document)
+    described, codes = cloudflare_errors(document)
     return (f": {described}" if described else ""), codes, False
 
 
-def _cloudflare_errors(document: object) -> tuple[str, tuple[int, ...]]:
-    errors = document.get("errors") if isinstance(document, dict) else None
-    if not isinstance(errors, list) or not errors:
-        return "", ()
-    parts: list[str] = []
-    codes: list[int] = []
-    for error in errors[:5]:
-        error_dict = error if isinstance(error, dict) else {"message": error}
-        code = error_dict.get("code")
-        message = str(error_dict.get("message", "")).strip()[:300]
-        if isinstance(code, int) and not isinstance(code, bool):
-            codes.append(code)
-            parts.append(
-                f"Cloudflare error {code}: {message}" if message else f"Cloudflare error {code}"
-            )
-        else:
-            parts.append(f"Cloudflare error: {message}")
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return "; ".join(parts) + more, tuple(codes)
-
-
-def _parse_envelope(call: _Call, response: httpx.Response, limit: int) -> dict[str, Any]:
+def _parse_envelope(call: _Call, response: httpx.Response, limit: int) -> Page:
     status = f"HTTP {response.status_code}"
     content_type = _content_type(response)
     if not _is_json(content_type):
@@ -483,152 +493,8 @@ def _parse_envelope(call: _Call, response: httpx.Response, limit: int) -> dict[s
             f"the response to {call.what} is larger than the {limit:,}-byte limit "
             "(max_response_bytes); stopped reading",
         )
-    document = _decode_json(call, body, status)
-    if not isinstance(document, dict):
-        raise call.error(
-            BadResponseError,
-            f"expected Cloudflare's JSON envelope object from {call.what}, got a {_kind(document)}",
-        )
-    success = document.get("success")
-    if success is False:
-        described, codes = _cloudflare_errors(document)
-        raise call.error(
-            ApiError,
-            f"{call.what} answered {status} with success: false: "
-            + (described or "no errors listed"),
-            status_code=response.status_code,
-            codes=codes,
-        )
-    if success is not True:
-        raise call.error(
-            BadResponseError, f"the envelope from {call.what} has no boolean 'success' ({status})"
-        )
-    if not isinstance(document.get("result"), list):
-        raise call.error(
-            BadResponseError,
-            f"'result' from {call.what} is {_kind(document.get('result'))}, expected a list",
-        )
-    return document
-
-
-def _decode_json(call: _Call, body: bytes, status: str) -> Any:
-    if not body.strip():
-        raise call.error(BadResponseError, f"empty body ({status}) from {call.what}; expected JSON")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise call.error(
-            BadResponseError, f"the body from {call.what} is not UTF-8 (at byte {exc.start})"
-        ) from None
-
-    def constant(name: str) -> Any:
-        raise ValueError(f"non-standard JSON literal {name}")
-
-    try:
-        document, duplicates = _loads(text, constant)
-    except json.JSONDecodeError as exc:
-        at = len(text[: exc.pos].encode())
-        truncated = exc.pos >= len(text.rstrip())
-        what = "truncated JSON" if truncated else f"invalid JSON ({exc.msg})"
-        raise call.error(
-            BadResponseError, f"{what} at byte {at} from {call.what} ({status})"
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        raise call.error(BadResponseError, f"unusable JSON from {call.what}: {exc}") from None
-    if dupes := duplicates & {"success", "result"}:
-        raise call.error(
-            BadResponseError,
-            f"the envelope from {call.what} has more than one {' and '.join(sorted(dupes))}",
-        )
-    return document
-
-
-_DEEP_LOCK = threading.Lock()
-_DEEP_RECURSION_LIMIT = 50_000
-_DEEP_STACK_BYTES = 512 * 1024 * 1024
-_SPACE = re.compile(r"[ \t\n\r]*")
-
-
-def _parse(text: str, constant: Callable[[str], Any]) -> tuple[Any, set[str]]:
-    """Decode, noting keys the top-level object repeats (json keeps the last one silently).
-
-    Only the envelope's own keys are walked here; every value is decoded by the C decoder, so
-    this costs what ``json.loads`` costs.
-    """
-    decoder = json.JSONDecoder(parse_constant=constant)
-    pos = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
-    if not text.startswith("{", pos):
-        return decoder.decode(text), set()
-    document: dict[str, Any] = {}
-    duplicates: set[str] = set()
-    pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
-    if text.startswith("}", pos):
-        return _finish(text, pos + 1, document, duplicates)
-    while True:
-        if not text.startswith('"', pos):
-            raise json.JSONDecodeError(
-                "Expecting property name enclosed in double quotes", text, pos
-            )
-        key, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
-        pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
-        if not text.startswith(":", pos):
-            raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
-        pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
-        value, pos = decoder.raw_decode(text, pos)
-        if key in document:
-            duplicates.add(key)
-        document[key] = value
-        pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
-        if text.startswith("}", pos):
-            return _finish(text, pos + 1, document, duplicates)
-        if not text.startswith(",", pos):
-            raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
-        pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
-
-
-def _finish(
-    text: str, pos: int, document: dict[str, Any], duplicates: set[str]
-) -> tuple[Any, set[str]]:
-    if _SPACE.match(text, pos).end() != len(text):  # type: ignore[union-attr]
-        raise json.JSONDecodeError("Extra data", text, pos)
-    return document, duplicates
-
-
-def _loads(text: str, constant: Callable[[str], Any]) -> tuple[Any, set[str]]:
-    """_parse; a document nested deeper than the recursion limit is decoded in a thread with
-    room for it, so that one deep tool schema is quarantined by the transform instead of
-    failing the whole page."""
-    try:
-        return _parse(text, constant)
-    except RecursionError:
-        pass
-    result: list[tuple[Any, set[str]]] = []
-    failure: list[BaseException] = []
-
-    def decode() -> None:
-        try:
-            result.append(_parse(text, constant))
-        except (ValueError, RecursionError) as exc:
-            failure.append(exc)
-
-    with _DEEP_LOCK:
-        old_limit, old_stack = sys.getrecursionlimit(), threading.stack_size(_DEEP_STACK_BYTES)
-        sys.setrecursionlimit(max(old_limit, _DEEP_RECURSION_LIMIT))
-        try:
-            worker = threading.Thread(target=decode, name="deep-json")
-            worker.start()
-            worker.join()
-        finally:
-            threading.stack_size(old_stack)
-            sys.setrecursionlimit(old_limit)
-    if failure:
-        raise failure[0]
-    return result[0]
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "a number"
-    )
+    page = Page(digest=digest(body), body=body)
+    if page.digest in call.known:
+        return page  # the caller holds what these very bytes meant last time: not decoded
+    page.envelope = decode_envelope(body, call=call, status_code=response.status_code)
+    return page

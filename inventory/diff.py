@@ -33,6 +33,10 @@ class ChangeSet:
     def __bool__(self) -> bool:
         return any(self.kinds.values())
 
+    @classmethod
+    def empty(cls) -> ChangeSet:
+        return cls(kinds={kind: KindChanges() for kind in KINDS})
+
     def counts(self) -> dict[str, dict[str, int]]:
         return {
             kind: {

@@ -6,18 +6,25 @@ given, or a page that repeats the previous one. A listing that changed while it 
 returned, marked ``consistent=False`` with the reasons, so the caller can keep it from deleting
 anything.
 
+Unchanged pages: given the digests of the pages a previous clean run read (``known``), a page
+whose body is byte for byte the one read then is not decoded. A listing whose every page matches,
+to the same last page, is returned ``unchanged``, its items still undecoded (``decoded()``
+decodes them when the other listing of the account changed); at the first page that differs the
+held pages are decoded and paging goes on as usual. The same bytes make the same decisions, so
+an unchanged listing ends where it ended before.
+
 Known blind spot: an item deleted from an earlier page while later pages are read shifts the rest
 left by one, so one item is never seen; without ``total_count`` nothing in the responses shows it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 from urllib.parse import quote
 
-from inventory.client import CloudflareClient, RequestStats
+from inventory.client import CloudflareClient, Page, RequestStats
 from inventory.errors import BadResponseError, PagingError
 
 __all__ = ["Endpoint", "Listing", "fetch_listing", "listing_path"]
@@ -34,6 +41,25 @@ class Listing:
     pages: int  # pages requested
     consistent: bool  # False if the listing changed while it was paged
     problems: tuple[str, ...]  # why it is not consistent, for an operator
+    # How it was read (not what it says, so not compared):
+    digests: tuple[str, ...] = field(default=(), compare=False)  # of each page body, in order
+    per_page: int = field(default=_MAX_PER_PAGE, compare=False)
+    held: tuple[Page, ...] = field(default=(), repr=False, compare=False)  # undecoded pages
+
+    @property
+    def unchanged(self) -> bool:
+        """Every page was byte for byte one a previous clean run read: ``items`` is not filled."""
+        return bool(self.held)
+
+    def decoded(self) -> Listing:
+        """This listing with its items, decoding the pages an unchanged listing holds."""
+        if not self.held:
+            return self
+        state = _Pages(self.endpoint)
+        for number, page in enumerate(self.held, start=1):
+            state.take(number, page.decoded(), per_page=self.per_page, what=self.endpoint)
+        listing = state.listing(self.pages)
+        return replace(listing, digests=self.digests, per_page=self.per_page)
 
 
 def listing_path(account_id: str, endpoint: Endpoint) -> str:
@@ -51,6 +77,7 @@ def fetch_listing(
     max_pages: int = 1000,
     stats: RequestStats | None = None,
     on_page: Callable[[Endpoint, int, int], None] | None = None,
+    known: Sequence[str] = (),
 ) -> Listing:
     if endpoint not in get_args(Endpoint):
         raise ValueError(f"endpoint must be one of {get_args(Endpoint)}, not {endpoint!r}")
@@ -58,19 +85,44 @@ def fetch_listing(
         raise ValueError(f"need 1 <= per_page <= {_MAX_PER_PAGE} and max_pages >= 1")
     path = listing_path(account_id, endpoint)
     state = _Pages(endpoint)
+    held: list[Page] = []  # pages matching ``known`` so far, not decoded yet
+    digests: list[str] = []
     for page in range(1, max_pages + 1):
-        envelope = client.get_json(
+        expected = known[page - 1] if len(held) == page - 1 and page <= len(known) else None
+        response = client.get_page(
             path,
             params={"page": page, "per_page": per_page},
             headers=headers,
             credential_key=credential_key,
             stats=stats,
+            known=(expected,) if expected is not None else (),
         )
-        ended = state.take(page, envelope, per_page=per_page, what=f"{path}?page={page}")
+        digests.append(response.digest)
+        what = f"{path}?page={page}"
+        if response.envelope is None:  # the body read at this page last time
+            held.append(response)
+            if on_page is not None:
+                on_page(endpoint, page, 0)
+            if page == len(known):
+                return Listing(
+                    endpoint=endpoint,
+                    items=[],
+                    pages=page,
+                    consistent=True,
+                    problems=(),
+                    digests=tuple(digests),
+                    per_page=per_page,
+                    held=tuple(held),
+                )
+            continue
+        for number, earlier in enumerate(held, start=1):  # the listing changed: decode them
+            state.take(number, earlier.decoded(), per_page=per_page, what=f"{path}?page={number}")
+        held.clear()
+        ended = state.take(page, response.decoded(), per_page=per_page, what=what)
         if on_page is not None:
             on_page(endpoint, page, len(state.items))
         if ended:
-            return state.listing(page)
+            return replace(state.listing(page), digests=tuple(digests), per_page=per_page)
     raise PagingError(
         f"the {endpoint} listing of account {account_id} did not end within {max_pages} pages of "
         f"{per_page}: Cloudflare kept sending full pages; raise max_pages if that many is real",

@@ -31,9 +31,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from inventory.client import CloudflareClient, RequestStats
 from inventory.db import models
 from inventory.db.load import TABLES, apply_changes, read_stored, record_rejections
+from inventory.db.memo import memo_value, read_memo
 from inventory.diff import ChangeSet, diff_snapshot
 from inventory.errors import FetchError, InventoryError
-from inventory.fetch import Endpoint, fetch_listing
+from inventory.fetch import Endpoint, Listing, fetch_listing
 from inventory.transform import transform_account
 
 __all__ = [
@@ -101,6 +102,7 @@ class AccountResult:
     consistent: bool | None = None
     error_class: str | None = None
     error: str | None = None
+    unchanged: bool = False  # every page as the last clean run read it: nothing decoded
 
     @property
     def ok(self) -> bool:
@@ -284,7 +286,14 @@ class Syncer:
         with self._writing(), self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 
-    def _fetch(self, account: SyncAccount, endpoint: Endpoint, stats: RequestStats) -> Any:
+    def _fetch(
+        self,
+        account: SyncAccount,
+        endpoint: Endpoint,
+        stats: RequestStats,
+        *,
+        known: Sequence[str],
+    ) -> Listing:
         on_page = self.on_page
 
         def progress(ep: Endpoint, page: int, items: int) -> None:
@@ -302,6 +311,7 @@ class Syncer:
             max_pages=self.max_pages,
             stats=stats,
             on_page=progress,
+            known=known,
         )
 
     def _run(
@@ -312,10 +322,28 @@ class Syncer:
         entities: dict[str, int],
     ) -> None:
         assert result.run_id is not None
-        portals = self._fetch(account, "portals", stats)
-        servers = self._fetch(account, "servers", stats)
+        with self.engine.connect() as conn:
+            memo = read_memo(conn, account.id)
+        portals = self._fetch(account, "portals", stats, known=memo.portals)
+        servers = self._fetch(account, "servers", stats, known=memo.servers)
         observed_at = self.clock()
         result.pages = portals.pages + servers.pages
+        result.requests, result.retries = stats.requests, stats.retries
+        if portals.unchanged and servers.unchanged:
+            # Byte for byte what the last clean run read: the stored rows already say it all.
+            result.status, result.consistent, result.unchanged = "succeeded", True, True
+            unchanged = ChangeSet.empty()
+            result.counts = unchanged.counts()
+            self._check_cancel()
+            with self._writing(), self.engine.begin() as conn:
+                self._finish_run(
+                    conn, result, changes=unchanged, observed_at=observed_at,
+                    memo=memo_value(result.run_id, portals.digests, servers.digests),
+                )  # fmt: skip
+                if self.on_result is not None:
+                    entities.update(_count_entities(conn, account.id))
+            return
+        portals, servers = portals.decoded(), servers.decoded()
         result.consistent = portals.consistent and servers.consistent
         problems = [*portals.problems, *servers.problems]
         transformed = transform_account(
@@ -331,7 +359,8 @@ class Syncer:
         if problems:
             result.error_class = "Incomplete"
             result.error = "; ".join(problems) + "; nothing was deleted that this hid"
-        result.requests, result.retries = stats.requests, stats.retries
+        # Only a clean run vouches for its pages; a partial one leaves no memo to trust.
+        new_memo = None if problems else memo_value(result.run_id, portals.digests, servers.digests)
         self._check_cancel()
         with self._writing(), self.engine.begin() as conn:
             self._check_cancel()  # waiting for SQLite's writer lock may have taken a while
@@ -341,7 +370,7 @@ class Syncer:
             apply_changes(conn, account.id, changes, run_id=result.run_id, observed_at=observed_at)
             record_rejections(conn, account.id, result.run_id, transformed.rejections)
             result.counts = changes.counts()
-            self._finish_run(conn, result, changes=changes, observed_at=observed_at)
+            self._finish_run(conn, result, changes=changes, observed_at=observed_at, memo=new_memo)
             if self.on_result is not None:
                 entities.update(_count_entities(conn, account.id))
 
@@ -384,7 +413,9 @@ class Syncer:
         *,
         changes: ChangeSet | None = None,
         observed_at: datetime | None = None,
+        memo: dict[str, Any] | None = None,
     ) -> None:
+        """Close the run; a run that wrote (``changes`` given) also replaces the account's memo."""
         now = self.clock()
         added, changed, removed = changes.totals() if changes is not None else (0, 0, 0)
         runs, accounts = models.table_of(models.SyncRun), models.table_of(models.Account)
@@ -415,6 +446,8 @@ class Syncer:
         }
         if result.ok:
             values["last_success_at"] = now
+        if changes is not None:
+            values["listing_memo"] = memo
         conn.execute(update(accounts).where(accounts.c.id == result.account_id).values(values))
 
     def _fail(self, result: AccountResult, exc: BaseException) -> None:
@@ -455,6 +488,7 @@ class Syncer:
             rejected=result.rejected,
             requests=result.requests,
             retries=result.retries,
+            unchanged=result.unchanged,
             duration_s=round(result.duration, 3),
             error=result.error,
         )

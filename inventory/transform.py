@@ -21,6 +21,7 @@ from inventory.schema import Portal, PortalServer, Server
 
 __all__ = [
     "KINDS",
+    "TRANSFORM_REVISION",
     "Coverage",
     "Key",
     "Kind",
@@ -37,6 +38,9 @@ KINDS: tuple[Kind, ...] = ("portal", "server", "portal_server", "tool", "prompt"
 Key = tuple[str, ...]
 M = TypeVar("M", bound=BaseModel)
 
+# Bump whenever the same API record would now give different rows: stored listing memos (page
+# digests of the last clean run, see inventory.db.memo) of another revision are then ignored.
+TRANSFORM_REVISION = 1
 MAX_RECORD_BYTES = 2_000_000
 MAX_NAME_KEY = 200
 # Top-level children stored in tables of their own, so not repeated in their parent's raw JSON.

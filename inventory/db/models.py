@@ -85,6 +85,9 @@ class Account(Base):
     last_status: Mapped[str | None] = mapped_column(String(16))
     last_sync_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
+    # The page digests of the last clean run (see inventory.db.memo): a resync whose
+    # pages all come back byte for byte the same needs no decoding, diffing or writing.
+    listing_memo: Mapped[dict[str, Any] | None]
 
 
 class SyncRun(Base):
