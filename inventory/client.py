@@ -3,7 +3,8 @@
     get_json / get_page
     └── stamina.retry_context, decided by ``_retry_wait`` (429/5xx/520-530, timeouts, dropped
         connections; Retry-After honoured; bounded by attempts and by seconds)
-        └── _attempt: limiter.acquire() → send (streamed) → limiter.observe() → _read_envelope
+        └── _attempt: limiter.acquire_slot() → send (streamed) → limiter.observe() + settle()
+            → _read_envelope
 
 Every failure leaves as an ``inventory.errors.FetchError`` whose message names the request, what
 went wrong in an operator's words, and never a credential: anything the server says is scrubbed of
@@ -287,7 +288,7 @@ class CloudflareClient:
     def _attempt(self, call: _Call, request: httpx.Request, limiter: RateLimiter) -> Page:
         budget_left = max(self._retry_max_time - self._elapsed(call), 0.0)
         try:
-            waited = limiter.acquire(max_block=budget_left)
+            waited, slot = limiter.acquire_slot(max_block=budget_left)
         except RateLimitBlocked as exc:
             raise call.error(
                 ApiError,
@@ -303,12 +304,15 @@ class CloudflareClient:
         try:
             response = self._http.send(request, stream=True)
         except _RETRY_EXCEPTIONS as exc:
+            limiter.settle(slot)
             raise _RetryableError(call.scrub(self._describe(exc, reading=False))) from None
         except httpx.HTTPError as exc:
+            limiter.settle(slot)
             raise call.error(TransportError, f"{call.what}: {type(exc).__name__}: {exc}") from None
+        limiter.observe(response.headers)
+        limiter.settle(slot)  # counted from when the answer came, as the server may count it
         try:
             call.stats.add(status=response.status_code)
-            limiter.observe(response.headers)
             return self._read_envelope(call, response)
         except _RETRY_EXCEPTIONS as exc:
             raise _RetryableError(call.scrub(self._describe(exc, reading=True))) from None

@@ -9,6 +9,14 @@ go straight through, and no stretch of ``period`` seconds ever holds more than `
 think we have (other tools may share the token), the difference is booked as if we had spent it,
 until the server's reset time.
 
+Two gaps between our log and the server's count are closed as well:
+
+- A new limiter knows nothing of what this token spent in the last five minutes (a previous
+  ``inventory sync`` run, another tool): until the first response has been observed, only one
+  request is let through (the *probe*); the others wait for what the server says is left.
+- The server counts a request when it arrives, later than we admitted it; a slot's time is
+  moved to when its response came back (``settle``), so we never reuse it before the server does.
+
 Why not ``pyrate-limiter`` or ``limits``: neither lets a test inject the sleep (pyrate-limiter
 calls ``time.sleep`` itself and starts a leak thread per bucket; ``limits`` reads ``time.time``
 directly and has no blocking acquire), and neither takes the server's "remaining" as input.
@@ -19,7 +27,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -37,6 +45,7 @@ _NUMBER = re.compile(r"\d{1,12}(?:\.\d{1,6})?")
 # x-ratelimit-reset is seconds-to-go for some servers and an epoch timestamp for others.
 _EPOCH_THRESHOLD = 1_000_000_000
 _MANY = 1 << 62
+_PROBE_WAIT = 10.0  # seconds others wait for the probe's response at most
 
 
 class RateLimitBlocked(Exception):  # noqa: N818 - a condition, reported by the client
@@ -57,7 +66,10 @@ class RateLimiter:
         period: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        probe: bool = False,
     ) -> None:
+        """``probe``: let one request out, and the rest only once its answer has been observed
+        (``settle``), so that a new process learns what the token has left before it bursts."""
         if requests < 1 or period <= 0:
             raise ValueError(
                 f"a rate limit needs requests >= 1 and period > 0, not {requests}/{period}"
@@ -70,6 +82,11 @@ class RateLimiter:
         self._log: list[float] = []  # admission times, sorted; booked-but-unsent ones included
         # Until when the server said it has no requests left for us (its block, not our pacing).
         self._blocked_until = 0.0
+        # Until a response has been observed, one request (the probe) goes out at a time.
+        self._calibrated = threading.Event()
+        if not probe:
+            self._calibrated.set()
+        self._probing = False
 
     def __repr__(self) -> str:
         return f"RateLimiter(requests={self._limit}, period={self._window:g})"
@@ -95,6 +112,10 @@ class RateLimiter:
         up to ``max_block`` seconds; a longer one raises RateLimitBlocked at once, so a caller
         with a time budget fails clearly instead of sleeping through Cloudflare's 5 minutes.
         """
+        return self.acquire_slot(max_block=max_block)[0]
+
+    def acquire_slot(self, *, max_block: float | None = None) -> tuple[float, float]:
+        """``acquire``, also returning the slot's time, for ``settle`` once the response is in."""
         start, slept = self._clock(), False
         while True:
             with self._lock:
@@ -103,13 +124,34 @@ class RateLimiter:
                 if max_block is not None and blocked > max_block:
                     raise RateLimitBlocked(blocked)
                 self._expire(now)
-                if len(self._log) < self._limit:
+                probe_out = self._probing and not self._calibrated.is_set()
+                if not probe_out and len(self._log) < self._limit:
+                    self._probing = True
                     insort(self._log, now)
-                    return now - start if slept else 0.0
-                # The slot frees when the entry `limit` places from the newest leaves the window.
-                delay = self._log[len(self._log) - self._limit] + self._window - now
-            self._sleep(max(delay, 0.001))  # never spin on float rounding
+                    return (now - start if slept else 0.0), now
+                if not probe_out:
+                    # The slot frees when the entry `limit` places from the newest leaves.
+                    delay = self._log[len(self._log) - self._limit] + self._window - now
+            if probe_out:
+                # Bounded: a probe that never gets an answer must not hold the others forever.
+                self._calibrated.wait(_PROBE_WAIT)
+                self._calibrated.set()
+            else:
+                self._sleep(max(delay, 0.001))  # never spin on float rounding
             slept = True
+
+    def settle(self, slot: float) -> None:
+        """The request admitted at ``slot`` has its answer: count it from now, as the server may.
+
+        Also ends the probe phase: whatever the response said has been observed by then.
+        """
+        with self._lock:
+            now = self._clock()
+            at = bisect_left(self._log, slot)
+            if at < len(self._log) and self._log[at] == slot and now > slot:
+                del self._log[at]
+                insort(self._log, now)
+        self._calibrated.set()
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Lower our budget to what the server reports is left (never raise it)."""
@@ -151,7 +193,9 @@ class RateLimiterRegistry:
     ) -> None:
         if factory is None:
             RateLimiter(requests=requests, period=period)  # refuse a bad budget now, not on use
-        self._factory = factory or (lambda _key: RateLimiter(requests=requests, period=period))
+        self._factory = factory or (
+            lambda _key: RateLimiter(requests=requests, period=period, probe=True)
+        )
         self._limiters: dict[str, RateLimiter] = {}
         self._lock = threading.Lock()
 

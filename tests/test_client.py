@@ -638,9 +638,9 @@ def test_one_limiter_per_credential_key_acquired_before_every_attempt(
 class CountingLimiter(RateLimiter):
     acquired = observed = 0
 
-    def acquire(self, *, max_block: float | None = None) -> float:
+    def acquire_slot(self, *, max_block: float | None = None) -> tuple[float, float]:
         self.acquired += 1
-        return super().acquire(max_block=max_block)
+        return super().acquire_slot(max_block=max_block)
 
     def observe(self, headers: Any) -> None:
         self.observed += 1

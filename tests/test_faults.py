@@ -463,6 +463,27 @@ def test_the_rate_limit_block_fails_fast_and_clearly(
     assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
 
 
+def test_a_new_process_on_a_token_just_used_stays_under_the_limit(
+    served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    # Two `inventory sync` processes back to back on one token: the second one's limiter starts
+    # empty, so it must learn what is left from the first answer before it sends more.
+    sim = small_sim()
+    sim.rate_limit = (10, 4.0)
+    api_url = served(sim)
+    settings = settings_for(
+        sim, api_url, db_url, cwd=tmp_path, page_size=2, max_concurrency=3,
+        rate_limit_requests=10, rate_limit_period=4.0,
+    )  # fmt: skip
+    for _ in range(2):
+        with syncer_for(engine, settings) as syncer:  # a fresh client and limiter each time
+            results = syncer.sync_all(settings.accounts, max_concurrency=3)
+        assert {r.status for r in results} == {"succeeded"}
+    statuses = [r.status for r in sim.requests]
+    assert len(statuses) > 2 * 10  # more than two windows' worth: the limiter had to pace
+    assert 429 not in statuses
+
+
 def _run_cli(args: list[str], env: dict[str, str], cwd: Path) -> Any:
     import os
     import subprocess

@@ -286,3 +286,46 @@ def test_the_default_registry_makes_default_limiters() -> None:
 def test_the_registry_can_set_the_budget() -> None:
     lim = RateLimiterRegistry(requests=50, period=60).get("token")
     assert (lim.requests, lim.period) == (50, 60.0)
+
+
+def test_a_probing_limiter_lets_one_request_out_until_its_answer_is_observed() -> None:
+    lim = RateLimiter(requests=10, period=60.0, probe=True)
+    _, slot = lim.acquire_slot()
+    admitted = threading.Event()
+
+    def second() -> None:
+        lim.acquire()
+        admitted.set()
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    assert not admitted.wait(0.3)  # held back while the probe is out
+    # The server says another process left 2 of 10: the rest of this window is booked.
+    lim.observe({"Ratelimit": '"default";r=2;t=60'})
+    lim.settle(slot)
+    assert admitted.wait(5)
+    worker.join()
+    assert lim.available() == 1
+
+
+def test_a_plain_limiter_does_not_probe() -> None:
+    lim = RateLimiter(requests=3)
+    assert [lim.acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+def test_a_slot_counts_from_when_its_answer_came() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, limit=1, window=60)
+    _, slot = lim.acquire_slot()
+    clock.now += 5  # the request took 5 s: the server may have counted it only then
+    lim.settle(slot)
+    assert lim.acquire() == pytest.approx(60.0)
+    assert clock.now == pytest.approx(5_065.0)
+
+
+def test_settling_an_unknown_or_expired_slot_changes_nothing() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, limit=2, window=60)
+    lim.acquire()
+    lim.settle(1.0)
+    assert lim.available() == 1
