@@ -15,7 +15,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 from inventory.simulator.api import Response, handle_api
 from inventory.simulator.control import CONTROL_PREFIX, handle_control
-from inventory.simulator.ratelimit import RateLimiter
 from inventory.simulator.state import SimulatedCloudflare
 
 __all__ = ["SimulatorHTTPServer", "serve_forever", "serve_in_thread"]
@@ -31,7 +30,6 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], sim: SimulatedCloudflare) -> None:
         super().__init__(address, _Handler)
         self.sim = sim
-        self.limiter = RateLimiter()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
@@ -101,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         response, record = handle_api(
             sim,
-            self.server.limiter,
+            sim.limiter,
             method=self.command,
             path=url.path,
             query=query,

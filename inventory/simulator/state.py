@@ -23,6 +23,7 @@ from inventory.simulator.faults import FaultSet
 from inventory.simulator.generate import Shape, base_time, build_account
 from inventory.simulator.mutations import SERVER_STATUSES, Mutations
 from inventory.simulator.pages import PageCache, success_body
+from inventory.simulator.ratelimit import RateLimiter
 
 __all__ = ["SERVER_STATUSES", "RequestRecord", "SimulatedCloudflare", "UnknownAccountError"]
 
@@ -77,6 +78,7 @@ class SimulatedCloudflare(Mutations):
         self.result_info = result_info
         # (requests, window seconds) per credential; None: tracked for headers, never enforced
         self.rate_limit = rate_limit
+        self.limiter = RateLimiter()  # every credential's window, shared by all the servers
         self.faults = FaultSet()
         self.requests: list[RequestRecord] = []
         self.pages = PageCache()
