@@ -14,6 +14,8 @@ Two gaps between our log and the server's count are closed as well:
 - A new limiter knows nothing of what this token spent in the last five minutes (a previous
   ``inventory sync`` run, another tool): until the first response has been observed, only one
   request is let through (the *probe*); the others wait for what the server says is left.
+  What the server's reset time frees is only its oldest request, so when what was booked
+  expires, the limiter probes again instead of spending all of it at once.
 - The server counts a request when it arrives, later than we admitted it; a slot's time is
   moved to when its response came back (``settle``), so we never reuse it before the server does.
 
@@ -86,7 +88,11 @@ class RateLimiter:
         self._calibrated = threading.Event()
         if not probe:
             self._calibrated.set()
+        self._probe = probe
         self._probing = False
+        # When what observe() booked expires: the server's reset covers its oldest request only,
+        # so a probing limiter asks again (one request) rather than spend the whole excess.
+        self._recheck_at: float | None = None
 
     def __repr__(self) -> str:
         return f"RateLimiter(requests={self._limit}, period={self._window:g})"
@@ -124,6 +130,9 @@ class RateLimiter:
                 if max_block is not None and blocked > max_block:
                     raise RateLimitBlocked(blocked)
                 self._expire(now)
+                if self._recheck_at is not None and now >= self._recheck_at:
+                    self._recheck_at, self._probing = None, False
+                    self._calibrated.clear()
                 probe_out = self._probing and not self._calibrated.is_set()
                 if not probe_out and len(self._log) < self._limit:
                     self._probing = True
@@ -173,6 +182,8 @@ class RateLimiter:
             stamp = min(now + reset - self._window, now)
             for _ in range(excess):
                 insort(self._log, stamp)
+            if self._probe:
+                self._recheck_at = stamp + self._window
 
     def _expire(self, now: float) -> None:
         del self._log[: bisect_right(self._log, now - self._window)]

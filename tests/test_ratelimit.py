@@ -329,3 +329,28 @@ def test_settling_an_unknown_or_expired_slot_changes_nothing() -> None:
     lim.acquire()
     lim.settle(1.0)
     assert lim.available() == 1
+
+
+def test_when_a_booked_reset_comes_a_probing_limiter_asks_again_before_spending_it() -> None:
+    # The server's reset frees its oldest request only: the rest of what it counted may still
+    # be in its window, so one request asks what is left before the others go.
+    clock = FakeClock()
+    lim = RateLimiter(requests=10, period=60.0, clock=clock, sleep=clock.sleep, probe=True)
+    _, slot = lim.acquire_slot()
+    lim.observe({"Ratelimit": '"default";r=0;t=1'})
+    lim.settle(slot)
+    clock.now += 2
+    _, probe = lim.acquire_slot()
+    admitted = threading.Event()
+
+    def second() -> None:
+        lim.acquire()
+        admitted.set()
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    assert not admitted.wait(0.3)
+    lim.observe({"Ratelimit": '"default";r=5;t=30'})
+    lim.settle(probe)
+    assert admitted.wait(5)
+    worker.join()
