@@ -40,7 +40,7 @@ from inventory.errors import ConfigError, InventoryError
 from inventory.health import HealthServer, Probes, Readiness, check_readiness
 from inventory.locks import AdvisoryLocks, SingleDaemonLock
 from inventory.metrics import CONTENT_TYPE_LATEST, Metrics
-from inventory.service import open_client
+from inventory.service import fewer_collections, open_client
 from inventory.sync import Syncer, close_abandoned_runs, mark_unconfigured, utc_now
 
 __all__ = ["Daemon", "DaemonOptions", "account_schedule", "cycle_start", "schedule_trigger"]
@@ -174,6 +174,10 @@ class Daemon:
 
     def run(self) -> int:
         """Serve until a signal; the exit code (0 after a clean stop)."""
+        with fewer_collections():  # the daemon's life is syncs
+            return self._run()
+
+    def _run(self) -> int:
         self._install_signals()
         url = self.settings.database_url_secret()
         engine = make_engine(url, pool_size=2 * self.settings.max_concurrency + 2)

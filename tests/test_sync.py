@@ -399,3 +399,22 @@ def test_timestamps_are_aware_utc(syncer: Syncer, settings: Settings, engine: En
         assert row.valid_from.tzinfo is not None
         assert row.valid_from.utcoffset() == timedelta(0)
         assert conn.execute(select(func.count()).select_from(models.Server)).scalar_one() > 0
+
+
+def test_a_sync_runs_with_fewer_young_collections_and_restores_the_gc() -> None:
+    import gc
+
+    from inventory.service import fewer_collections
+
+    before = gc.get_threshold()
+    seen: list[int] = []
+
+    def failing_sync() -> None:
+        with fewer_collections():
+            seen.append(gc.get_threshold()[0])
+            raise RuntimeError("a failing sync")
+
+    with pytest.raises(RuntimeError):
+        failing_sync()
+    assert seen[0] >= 10_000
+    assert gc.get_threshold() == before
