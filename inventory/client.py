@@ -1,6 +1,6 @@
 """The HTTP client for Cloudflare's API: credentials per call, retries in one place, strict bodies.
 
-    get_json / get_page
+    get_page
     └── stamina.retry_context, decided by ``_retry_wait`` (429/5xx/520-530, timeouts, dropped
         connections; Retry-After honoured; bounded by attempts and by seconds)
         └── _attempt: limiter.acquire_slot() → send (streamed) → limiter.observe() + settle()
@@ -120,7 +120,7 @@ class _RetryableError(Exception):
 
 @dataclass
 class _Call:
-    """The state of one ``get_json`` call across its attempts."""
+    """The state of one ``get_page`` call across its attempts."""
 
     what: str  # "GET /accounts/…/mcp/portals?page=1"
     url: str
@@ -210,21 +210,6 @@ class CloudflareClient:
     def close(self) -> None:
         self._http.close()
 
-    def get_json(
-        self,
-        path: str,
-        *,
-        params: dict[str, str | int],
-        headers: dict[str, str],
-        credential_key: str,
-        stats: RequestStats | None = None,
-    ) -> dict[str, Any]:
-        """GET ``path`` under ``base_url``; Cloudflare's success envelope, or a FetchError."""
-        page = self.get_page(
-            path, params=params, headers=headers, credential_key=credential_key, stats=stats
-        )
-        return page.decoded()
-
     def get_page(
         self,
         path: str,
@@ -235,7 +220,9 @@ class CloudflareClient:
         stats: RequestStats | None = None,
         known: Collection[str] = (),
     ) -> Page:
-        """``get_json``, but a body whose digest is in ``known`` is returned undecoded."""
+        """GET ``path`` under ``base_url``; the page with Cloudflare's success envelope, or a
+        FetchError. A body whose digest is in ``known`` is returned undecoded
+        (``Page.decoded()`` decodes it on demand)."""
         request = self._build(path, params, headers)
         query = request.url.query.decode("ascii", "replace")
         call = _Call(

@@ -330,19 +330,21 @@ class Syncer:
         result.pages = portals.pages + servers.pages
         result.requests, result.retries = stats.requests, stats.retries
         if portals.unchanged and servers.unchanged:
-            # Byte for byte what the last clean run read: the stored rows already say it all.
-            result.status, result.consistent, result.unchanged = "succeeded", True, True
-            unchanged = ChangeSet.empty()
-            result.counts = unchanged.counts()
             self._check_cancel()
             with self._writing(), self.engine.begin() as conn:
-                self._finish_run(
-                    conn, result, changes=unchanged, observed_at=observed_at,
-                    memo=memo_value(result.run_id, portals.digests, servers.digests),
-                )  # fmt: skip
-                if self.on_result is not None:
-                    entities.update(_count_entities(conn, account.id))
-            return
+                # Byte for byte what the last clean run read, and (checked again inside this
+                # transaction) no other run has written since: the stored rows say it all.
+                if read_memo(conn, account.id) == memo:
+                    result.status, result.consistent, result.unchanged = "succeeded", True, True
+                    unchanged = ChangeSet.empty()
+                    result.counts = unchanged.counts()
+                    self._finish_run(
+                        conn, result, changes=unchanged, observed_at=observed_at,
+                        memo=memo_value(result.run_id, portals.digests, servers.digests),
+                    )  # fmt: skip
+                    if self.on_result is not None:
+                        entities.update(_count_entities(conn, account.id))
+                    return
         portals, servers = portals.decoded(), servers.decoded()
         result.consistent = portals.consistent and servers.consistent
         problems = [*portals.problems, *servers.problems]

@@ -208,13 +208,13 @@ def bearer(token: str = TOKEN) -> dict[str, str]:
 
 
 def get(client: CloudflareClient, stats: RequestStats | None = None, **kw: Any) -> dict[str, Any]:
-    return client.get_json(
+    return client.get_page(
         kw.pop("path", PORTALS),
         params=kw.pop("params", PARAMS),
         headers=kw.pop("headers", bearer()),
         credential_key=kw.pop("credential_key", "token-1"),
         stats=stats,
-    )
+    ).decoded()
 
 
 def test_returns_the_envelope_and_sends_the_credential_only_with_the_call(

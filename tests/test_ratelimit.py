@@ -288,9 +288,8 @@ def test_the_registry_can_set_the_budget() -> None:
     assert (lim.requests, lim.period) == (50, 60.0)
 
 
-def test_a_probing_limiter_lets_one_request_out_until_its_answer_is_observed() -> None:
-    lim = RateLimiter(requests=10, period=60.0, probe=True)
-    _, slot = lim.acquire_slot()
+def acquire_in_background(lim: RateLimiter) -> tuple[threading.Event, threading.Thread]:
+    """Another thread's ``acquire``; the event is set once it is admitted."""
     admitted = threading.Event()
 
     def second() -> None:
@@ -299,6 +298,13 @@ def test_a_probing_limiter_lets_one_request_out_until_its_answer_is_observed() -
 
     worker = threading.Thread(target=second)
     worker.start()
+    return admitted, worker
+
+
+def test_a_probing_limiter_lets_one_request_out_until_its_answer_is_observed() -> None:
+    lim = RateLimiter(requests=10, period=60.0, probe=True)
+    _, slot = lim.acquire_slot()
+    admitted, worker = acquire_in_background(lim)
     assert not admitted.wait(0.3)  # held back while the probe is out
     # The server says another process left 2 of 10: the rest of this window is booked.
     lim.observe({"Ratelimit": '"default";r=2;t=60'})
@@ -336,14 +342,7 @@ def test_when_a_booked_reset_comes_a_probing_limiter_asks_again_before_spending_
     lim.settle(slot)
     clock.now += 2
     _, probe = lim.acquire_slot()
-    admitted = threading.Event()
-
-    def second() -> None:
-        lim.acquire()
-        admitted.set()
-
-    worker = threading.Thread(target=second)
-    worker.start()
+    admitted, worker = acquire_in_background(lim)
     assert not admitted.wait(0.3)
     lim.observe({"Ratelimit": '"default";r=5;t=30'})
     lim.settle(probe)

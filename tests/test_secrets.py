@@ -264,12 +264,12 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _get(client: CloudflareClient) -> dict[str, Any]:
-    return client.get_json(
+    return client.get_page(
         f"/accounts/{'a' * 32}/access/ai-controls/mcp/portals",
         params={"page": 1},
         headers={"Authorization": f"Bearer {TOKEN}"},
         credential_key="k",
-    )
+    ).decoded()
 
 
 def test_tls_is_verified_by_default(self_signed: str) -> None:

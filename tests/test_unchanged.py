@@ -190,3 +190,36 @@ def test_a_listing_that_grew_by_a_page_is_read_in_full(
         assert results[0].counts["portal"]["added"] == 3
         assert count(engine, "portals", "account_id = :a", a=account) == len(sim.portals(account))
         assert [r.unchanged for r in sync(syncer, small_pages)] == [True] * 3
+
+
+def test_a_run_that_writes_while_this_one_fetches_disables_the_memo(
+    engine: Engine, settings: Settings, sim: SimulatedCloudflare
+) -> None:
+    # On SQLite a one-shot `inventory sync` may run beside the daemon (no per-account lock):
+    # the memo read before fetching is checked again inside the writing transaction.
+    account = sim.account_ids[0]
+    armed: list[bool] = []
+    tampered: list[str] = []
+
+    def meanwhile(account_id: str, endpoint: str, page: int, items: int) -> None:
+        if armed and not tampered and account_id == account:
+            tampered.append(tamper(engine, account))
+            with engine.begin() as conn:
+                conn.execute(
+                    insert(models.table_of(models.SyncRun)).values(
+                        account_id=account, status="succeeded", started_at=datetime.now(UTC)
+                    )
+                )
+
+    with open_client(settings) as client:
+        syncer = Syncer(
+            engine=engine, client=client, per_page=settings.page_size, on_page=meanwhile
+        )
+        sync(syncer, settings)
+        armed.append(True)
+        results = sync(syncer, settings)
+    assert tampered
+    assert results[0].unchanged is False
+    assert results[0].counts["portal"]["changed"] == 1
+    assert count(engine, "portals", "id = :p AND name = 'tampered'", p=tampered[0]) == 0
+    assert [r.unchanged for r in results[1:]] == [True, True]
