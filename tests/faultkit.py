@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -213,6 +214,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _wait_for_request(sim: SimulatedCloudflare, seen: int, proc: subprocess.Popen[bytes]) -> None:
+    """Until the simulator has served a request past the first ``seen`` (or the process ended)."""
+    deadline = time.monotonic() + 60
+    while len(sim.requests) <= seen and proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise AssertionError("the victim made no request within 60 s")
+        time.sleep(0.005)
+
+
 def crash_trial(
     seed: int, db_url: str, template: Path, workdir: Path, *, command: str = "sync"
 ) -> CrashOutcome:
@@ -234,7 +244,10 @@ def crash_trial(
             sim.advance(rng.randint(3, 8))
             after = fresh_state(sim, api_url, template, workdir)
             slow = sim.faults.add(Fault(kind="delay", seconds=0.08))  # ~0.4 s per account
-            kill_after = rng.uniform(0.2, 2.2)
+            # Counted from the victim's first request, not from its start: a loaded machine
+            # can take seconds to import and migrate, and a kill then proves nothing.
+            kill_after = rng.uniform(0.0, 1.4)
+            seen = len(sim.requests)
             victim = env
             if command == "run":
                 victim = {
@@ -250,6 +263,7 @@ def crash_trial(
                 stderr=subprocess.DEVNULL,
             )
             try:
+                _wait_for_request(sim, seen, proc)
                 proc.wait(timeout=kill_after)
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)

@@ -136,15 +136,16 @@ def run_replicas(
     abandoned = [r for r in rows if r.status == "abandoned"]
     assert abandoned, table
     assert {r.pid for r in abandoned} == {victim.pid}, table
-    lost = {(r.account_id, cycle_of(r)) for r in abandoned}
+    # The victim may die holding an account's lock before that sync wrote its run row, so any
+    # account may go unsynced in the cycle it died in (and only then: it is picked up the next).
+    death_cycles = {cycle_of(r) for r in abandoned}
+    assert len(death_cycles) == 1, table
     per_cycle = Counter((r.account_id, cycle_of(r)) for r in rows if r.status in COUNTED)
     assert max(per_cycle.values()) == 1, f"an account was synced twice in one cycle:\n{table}"
     for cycle in range(first, last + 1):
         for account_id in sim.account_ids:
             if per_cycle[account_id, cycle] == 0:
-                # Only the sync the victim died in may be missing: its account is picked up
-                # the next cycle.
-                assert (account_id, cycle) in lost, f"{account_id} not synced in {cycle}:\n{table}"
+                assert cycle in death_cycles, f"{account_id} not synced in {cycle}:\n{table}"
     assert {r.status for r in rows if r.status in COUNTED} <= {"succeeded", "partial"}, table
     last_runs = [r for r in rows if cycle_of(r) == last]
     assert {r.status for r in last_runs} == {"succeeded"}, table
