@@ -914,3 +914,22 @@ def test_benchmark_shape_is_served_quickly() -> None:
     assert sim.count(account, "servers") == 350
     assert size > 10_000_000
     assert size / elapsed > 20_000_000, f"only {size / elapsed / 1e6:.0f} MB/s"
+
+
+def test_a_client_resetting_its_connection_prints_no_traceback(
+    base_url: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import struct
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    for _ in range(3):
+        conn = socket.create_connection((parts.hostname, parts.port))
+        conn.sendall(b"GET /client/v4/acc")  # half a request line, then a reset (RST, not FIN)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+    time.sleep(0.3)
+    assert httpx.get(f"{base_url}/accounts/x{MCP}/portals").status_code in (400, 403)
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err
