@@ -43,11 +43,16 @@ class Databases:
         self._pg_names: list[str] = []
         self._sqlite_template: Path | None = None
 
-    def fresh(self, kind: str, role: str) -> str:
-        """URL of a new, migrated, empty database of ``kind`` ('sqlite' or 'postgresql')."""
+    def fresh(self, kind: str, role: str, *, migrated: bool = True) -> str:
+        """URL of a new, empty database of ``kind`` ('sqlite' or 'postgresql').
+
+        ``migrated``: with the product's schema (otherwise with no tables at all, for dlt).
+        """
         from inventory.db.engine import make_engine
         from inventory.db.migrate import upgrade
 
+        if kind == "sqlite" and not migrated:
+            return f"sqlite:///{self.tmp / f'{role}.db'}"
         if kind == "sqlite":
             if self._sqlite_template is None:
                 self._sqlite_template = self.tmp / "template.db"
@@ -64,9 +69,10 @@ class Databases:
         self._pg_names.append(name)
         base = PG_ADMIN_URL.rsplit("/", 1)[0]
         url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
+        if migrated:
+            engine = make_engine(url)
+            upgrade(engine)
+            engine.dispose()
         return url
 
     def drop(self, url: str) -> None:

@@ -248,15 +248,20 @@ def main(argv: list[str] | None = None) -> None:
     Path(result_path).write_text(json.dumps(result))
 
 
-def run_phase(spec: dict[str, Any], *, workdir: Path) -> dict[str, Any]:
-    """Run one phase in a child process and return what it measured."""
+def run_phase(
+    spec: dict[str, Any], *, workdir: Path, command: list[str] | None = None
+) -> dict[str, Any]:
+    """Run one phase in a child process and return what it measured.
+
+    ``command``: what to run instead of this module (the dlt peer, under its own Python);
+    it is given the spec and result paths the same way.
+    """
     spec_path = workdir / "phase-spec.json"
     result_path = workdir / "phase-result.json"
     result_path.unlink(missing_ok=True)
     spec_path.write_text(json.dumps(spec))
-    subprocess.run(
-        [sys.executable, "-m", "benchmarks.phase", str(spec_path), str(result_path)], check=True
-    )
+    command = command or [sys.executable, "-m", "benchmarks.phase"]
+    subprocess.run([*command, str(spec_path), str(result_path)], check=True)
     result: dict[str, Any] = json.loads(result_path.read_text())
     return result
 

@@ -71,6 +71,19 @@ def evaluate(out: dict[str, Any]) -> list[dict[str, Any]]:
                 1.2,
             )
         )
+    for db, sides in (out.get("peer") or {}).get("dbs", {}).items():
+        for phase in ("unchanged", "churn"):
+            ours, dlt = sides["ours"].get(phase), sides["dlt"].get(phase)
+            if ours and dlt:
+                targets.append(
+                    _target(
+                        f"peer: dlt time / our time, {phase} resync",
+                        db,
+                        _ratio(dlt["wall_s"], ours["wall_s"]),
+                        5,
+                        at_most=False,
+                    )
+                )
     limiter = out["limiter"]
     targets += [
         _target("limiter: 429 responses", "-", limiter["too_many_requests"], 0),
@@ -139,6 +152,7 @@ def render(out: dict[str, Any], targets: list[dict[str, Any]]) -> str:
             f"| {t['target']} | {name} | {t['value']:g} | {t['limit']:g} | "
             f"{'yes' if t['met'] else '**no**'} |"
         )
+    lines += _render_peer(out.get("peer"))
     lim = out["limiter"]
     case = lim["case"]
     lines += [
@@ -154,6 +168,37 @@ def render(out: dict[str, Any], targets: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _rows(r: dict[str, Any]) -> str:
+    rows = r.get("rows_written")
+    return str(rows) if rows is not None else "—"
+
+
+def _render_peer(peer: dict[str, Any] | None) -> list[str]:
+    if not peer:
+        return []
+    lines = [
+        "",
+        f"dlt peer ({peer['accounts']} accounts, same simulator state, same run; dlt's REST API "
+        "source, merge / scd2):",
+        "",
+        "| database | phase | ours s | dlt s | dlt / ours | ours rows | dlt rows | ours requests "
+        "| dlt requests | ours peak RSS MB | dlt peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for db, sides in peer["dbs"].items():
+        for phase, ours in sides["ours"].items():
+            dlt = sides["dlt"].get(phase)
+            if dlt is None:
+                continue
+            lines.append(
+                f"| {_NAMES[db]} | {phase} | {ours['wall_s']:.2f} | {dlt['wall_s']:.2f} | "
+                f"{_ratio(dlt['wall_s'], ours['wall_s']):.1f} | {_rows(ours)} | {_rows(dlt)} | "
+                f"{ours['requests']} | {dlt['requests']} | {_mb(ours['rss_peak_mb'])} | "
+                f"{_mb(dlt['rss_peak_mb'])} |"
+            )
+    return lines
+
+
 def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Runs of one workload on different databases as one, each database with its own floor."""
     out = dict(runs[0])
@@ -163,4 +208,8 @@ def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
             raise ValueError("cannot put different workloads side by side")
         for db, phases in run["dbs"].items():
             out["dbs"][db] = {"floor_a": run["floor_a"], **phases}
+    peers = [run["peer"] for run in runs if run.get("peer")]
+    if peers:
+        dbs = {db: sides for peer in peers for db, sides in peer["dbs"].items()}
+        out["peer"] = {**peers[0], "dbs": dbs}
     return out

@@ -2,8 +2,9 @@
 
 Order (the floors measured in the same run, on the same data): warm-up fetch, floor (a),
 initial sync per database, floor (b) per database, the fewer-accounts initial sync per
-database (peak-RSS check), floor (a) again, unchanged resync, 1 % churn, resync. Then the
-limiter benchmark against a simulator that enforces its rate limit.
+database (peak-RSS check), floor (a) again, unchanged resync, [the dlt peer's initial load and
+unchanged resync], 1 % churn, resync, [the dlt peer's resync]. Then the limiter benchmark
+against a simulator that enforces its rate limit.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import psycopg
 
 from benchmarks.databases import PG_ADMIN_URL, Databases, pg_writes
+from benchmarks.peer import Peer
 from benchmarks.phase import run_phase
 from benchmarks.simhost import SimHost
 from benchmarks.workloads import LimiterCase, Workload
@@ -80,12 +82,14 @@ class _Run:
             **extra,
         }
 
-    def measure(self, label: str, spec: dict[str, Any]) -> dict[str, Any]:
+    def measure(
+        self, label: str, spec: dict[str, Any], *, command: list[str] | None = None
+    ) -> dict[str, Any]:
         url = spec["db_url"]
         pg = url.startswith("postgresql")
         before = pg_writes(url) if pg else {}
         self.sim.call("reset")
-        result = run_phase(spec, workdir=self.databases.tmp)
+        result = run_phase(spec, workdir=self.databases.tmp, command=command)
         served = self.sim.call("requests")
         result["requests"] = served["total"]
         result["requests_by_status"] = served["by_status"]
@@ -113,7 +117,12 @@ class _Run:
 
 
 def run_suite(
-    workload: Workload, dbs: list[str], *, concurrency: int = 4, log: Log = _print
+    workload: Workload,
+    dbs: list[str],
+    *,
+    concurrency: int = 4,
+    peer: Peer | None = None,
+    log: Log = _print,
 ) -> dict[str, Any]:
     started = time.monotonic()
     out: dict[str, Any] = {
@@ -160,12 +169,17 @@ def run_suite(
             out["dbs"][db]["unchanged"] = run.measure(
                 f"[{db}] unchanged resync", run.spec("sync", db_url=main[db])
             )
+        if peer is not None:
+            peer.before_churn(run, dbs)
         out["churned"] = sim.call("churn", fraction=workload.churn)["changed"]
         log(f"  churn {workload.churn:.0%}: {out['churned']} entities changed in the simulator")
         for db in dbs:
             out["dbs"][db]["churn"] = run.measure(
                 f"[{db}] resync after churn", run.spec("sync", db_url=main[db])
             )
+        if peer is not None:
+            peer.after_churn(run, dbs)
+            out["peer"] = peer.figures
         out["floor_a_runs"] = floor_a
         out["floor_a"] = min(floor_a, key=lambda r: float(r["wall_s"]))
     out["limiter"] = run_limiter(workload.limiter, seed=workload.seed, log=log)

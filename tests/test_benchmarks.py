@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks.__main__ import main
+from benchmarks.report import evaluate, render
 from benchmarks.workloads import WORKLOADS
 
 
@@ -15,7 +17,7 @@ def test_tiny_workload_measures_every_phase(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "figures.json"
-    assert main(["--workload", "tiny", "--db", "sqlite", "--json", str(path), "--with-dlt"]) == 0
+    assert main(["--workload", "tiny", "--db", "sqlite", "--json", str(path)]) == 0
     out = json.loads(path.read_text())
     tiny = WORKLOADS["tiny"]
     phases = out["dbs"]["sqlite"]
@@ -39,5 +41,29 @@ def test_tiny_workload_measures_every_phase(
         "limiter: 429 responses",
     }
     printed = capsys.readouterr().out
-    assert "dlt peer comparison: skipped" in printed
     assert "| initial sync (empty database) |" in printed
+    assert "dlt peer" not in printed
+
+    # The peer's figures, as a run with --with-dlt records them, render with their ratios.
+    ours = {k: phases[k] for k in ("initial", "unchanged", "churn")}
+    dlt = {k: {**v, "wall_s": v["wall_s"] * 10, "rows_written": 999} for k, v in ours.items()}
+    out["peer"] = {"accounts": 1, "dbs": {"sqlite": {"ours": ours, "dlt": dlt}}}
+    targets = evaluate(out)
+    peer = [t for t in targets if t["target"].startswith("peer:")]
+    assert [(t["value"], t["met"]) for t in peer] == [(10.0, True), (10.0, True)]
+    table = render(out, targets)
+    assert "| SQLite | unchanged |" in table
+    assert "| 10.0 |" in table
+
+
+@pytest.mark.parametrize("python", ["sys.executable", "missing"])
+def test_with_dlt_refuses_a_python_without_dlt(
+    python: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The project's own environment never has dlt (it is installed only for the comparison).
+    path = sys.executable if python == "sys.executable" else str(tmp_path / "no-python")
+    assert main(["--workload", "tiny", "--db", "sqlite", "--with-dlt", path]) == 2
+    err = capsys.readouterr().err
+    assert "--with-dlt" in err
+    assert "requirements-dlt.txt" in err or "cannot run it" in err
+    assert "Traceback" not in err
