@@ -37,8 +37,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-# JSONB on PostgreSQL (indexable, compact); JSON text on SQLite.
-JSONValue = JSON().with_variant(JSONB(), "postgresql")
+# JSONB on PostgreSQL (indexable, compact); JSON text on SQLite. A Python None is SQL NULL
+# (not the JSON value null), so ``WHERE error_details IS NULL`` means what it says.
+JSONValue = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def json_column(*, nullable: bool = True) -> Any:
