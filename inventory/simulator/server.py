@@ -113,8 +113,10 @@ class _Handler(BaseHTTPRequestHandler):
             query=query,
             headers=headers,
         )
-        self._send(response)
+        # Recorded before the answer goes out: a client that has its response sees its request
+        # in the log, and one that hangs up mid-answer is still counted.
         sim.record(record)
+        self._send(response)
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status)
