@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from inventory.schema import Portal, PortalServer, Server
@@ -117,6 +118,21 @@ def _row(values: dict[str, Any]) -> Row:
     return Row(values=values, digest=content_hash(values))
 
 
+def _plainly_storable(raw: object) -> bool:
+    """True when the record is certainly storable; False means: ask ``_storable_problem``.
+
+    orjson encodes about ten times faster than json.dumps and refuses what we refuse
+    (lone surrogates) or may not know (over 254 levels deep, integers past 64 bits): all of
+    those take the exact path. The spaced text the size limit counts is never more than
+    twice as long as orjson's compact text, and both write NUL as ``\\u0000``.
+    """
+    try:
+        blob = orjson.dumps(raw)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return False
+    return 2 * len(blob) <= MAX_RECORD_BYTES and b"\\u0000" not in blob
+
+
 def _storable_problem(raw: object) -> tuple[str | None, str]:
     """Why the database could not hold this record as it is (or None), and its JSON text."""
     try:
@@ -157,12 +173,14 @@ def _id_of(raw: object) -> str | None:
 
 
 def _validate(model: type[M], raw: object, kind: str, rejections: list[Rejection]) -> M | None:
-    problem, text = _storable_problem(raw)
+    problem, text = (None, None) if _plainly_storable(raw) else _storable_problem(raw)
     if problem is None:
         try:
             return model.model_validate(raw)
         except ValidationError as exc:
             problem = _describe(exc)
+    if text is None:
+        text = _storable_problem(raw)[1]
     rejections.append(Rejection(kind=kind, entity_id=_id_of(raw), reason=problem, raw=text))
     return None
 

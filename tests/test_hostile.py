@@ -27,7 +27,7 @@ from inventory.db import models
 from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from inventory.sync import AccountResult, Syncer
-from inventory.transform import transform_account
+from inventory.transform import _plainly_storable, _storable_problem, transform_account
 from tests.conftest import settings_for
 from tests.faultkit import Clock, run_row, small_sim, snapshot, sync_all, syncer_for
 
@@ -500,3 +500,52 @@ def test_a_lone_surrogate_beside_non_ascii_text_is_quarantined_by_sync(
     (rejection,) = _rejections(engine, result.run_id)
     assert "surrogate" in rejection["reason"]
     assert _stored_ids(engine, "servers", result.account_id) == {"ok"}
+
+
+ODD_SCALARS = st.one_of(
+    SCALARS,
+    st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0xFFFF)),
+    st.sampled_from(["\x00", "a\ud800b", "\\u0000", "\\\\u0000", "\u2028", "ü🙂"]),
+    st.integers(-(2**80), 2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+ODD_JSON = st.recursive(
+    ODD_SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@given(ODD_JSON)
+@settings(max_examples=300, deadline=None)
+def test_the_fast_storability_check_never_passes_what_the_exact_one_refuses(value: Any) -> None:
+    if _plainly_storable(value):
+        assert _storable_problem(value)[0] is None
+
+
+@pytest.mark.parametrize(
+    ("value", "storable"),
+    [
+        pytest.param({"name": "a\x00b"}, False, id="nul"),
+        pytest.param({"name": "a\ud800b"}, False, id="surrogate"),
+        pytest.param({"big": 2**70}, True, id="int-past-64-bits"),
+        pytest.param(_nested(300), True, id="300-deep"),
+        pytest.param({"d": "x" * 1_500_000}, True, id="1.5M-characters"),
+        pytest.param([0] * 700_000, False, id="2.1M-characters-once-spaced"),
+    ],
+)
+def test_what_the_fast_check_cannot_vouch_for_gets_the_exact_check(
+    value: Any, storable: bool
+) -> None:
+    assert not _plainly_storable(value)
+    problem, _ = _storable_problem(value)
+    assert (problem is None) == storable, problem
