@@ -97,7 +97,11 @@ def _tagger(account_id: str) -> Any:
 
 
 class _SqliteChanges:
-    """Rows written on SQLite, as SQLite counts them: ``total_changes`` of every connection."""
+    """Rows written on SQLite, as SQLite counts them: ``total_changes`` of every connection.
+
+    The same counting as ``phase._WriteCounter``, repeated on purpose: this file runs under
+    dlt's interpreter as a plain script, outside the project's package and environment.
+    """
 
     def __init__(self) -> None:
         self.total = 0
