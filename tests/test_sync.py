@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -420,43 +422,71 @@ def test_a_sync_runs_with_fewer_young_collections_and_restores_the_gc() -> None:
     assert gc.get_threshold() == before
 
 
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_copy_stores_exactly_what_insert_stores(
-    engine: Engine, settings: Settings, sim: SimulatedCloudflare, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Two databases follow the same API, one written with COPY, one with INSERT only."""
-    from inventory.db import load
-    from inventory.db.engine import make_engine
+@contextmanager
+def _another_database(engine: Engine, tmp_path: Path, template: Path) -> Iterator[str]:
+    """A second migrated, empty database of the same kind as ``engine``'s."""
+    if engine.dialect.name == "sqlite":
+        path = tmp_path / "other.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
     from tests.test_daemon_helpers import fresh_pg_database
 
-    assert load.COPY_MIN_ROWS == 2
-    with fresh_pg_database() as url, open_client(settings) as client:
+    with fresh_pg_database() as url:
+        yield url
+
+
+def test_bulk_inserts_store_exactly_what_insert_stores(
+    engine: Engine,
+    settings: Settings,
+    sim: SimulatedCloudflare,
+    tmp_path: Path,
+    sqlite_template: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two databases follow the same API, one written in bulk (COPY on PostgreSQL, the driver's
+    executemany on SQLite), the other through SQLAlchemy's INSERT only."""
+    from inventory.db import load
+    from inventory.db.engine import make_engine
+
+    assert load.BULK_MIN_ROWS == 2
+    with (
+        _another_database(engine, tmp_path, sqlite_template) as url,
+        open_client(settings) as client,
+    ):
         other = make_engine(url)
         try:
-            copying = Syncer(engine=engine, client=client, clock=Clock())
+            bulk = Syncer(engine=engine, client=client, clock=Clock())
             inserting = Syncer(engine=other, client=client, clock=Clock())
             for _ in range(2):
-                for syncer, threshold in ((copying, 2), (inserting, 10**9)):
-                    monkeypatch.setattr(load, "COPY_MIN_ROWS", threshold)
+                for syncer, threshold in ((bulk, 2), (inserting, 10**9)):
+                    monkeypatch.setattr(load, "BULK_MIN_ROWS", threshold)
                     # one account at a time: clock ticks and run ids come in the same order
                     results = syncer.sync_all(settings.accounts, max_concurrency=1)
                     assert {r.status for r in results} == {"succeeded"}
                 sim.advance(6)  # then updates and deletes: versions closed and inserted
-            copied, inserted = _as_text(engine), _as_text(other)
+            written, inserted = _as_text(engine), _as_text(other)
         finally:
             other.dispose()
-    assert sum(len(rows) for rows in copied.values()) > 500
+    assert sum(len(rows) for rows in written.values()) > 500
     for name, rows in inserted.items():
-        assert copied[name] == rows, name
+        assert written[name] == rows, name
 
 
 def _as_text(engine: Engine) -> dict[str, list[str]]:
-    """Every entity row as PostgreSQL prints it: SQL NULL and JSON null differ here."""
+    """Every entity row as the database prints it: SQL NULL and JSON null differ here, and
+    so do a timestamp's text and its type on SQLite."""
     rows: dict[str, list[str]] = {}
     with engine.connect() as conn:
         for name in ENTITY_TABLES:
             table = models.Base.metadata.tables[name]
             order = ", ".join(f"t.{c.name}" for c in table.primary_key.columns)
-            query = text(f"SELECT t::text FROM {name} t ORDER BY {order}")
+            if engine.dialect.name == "postgresql":
+                row = "t::text"
+            else:
+                row = " || '|' || ".join(
+                    f"typeof(t.{c.name}) || ':' || quote(t.{c.name})" for c in table.columns
+                )
+            query = text(f"SELECT {row} FROM {name} t ORDER BY {order}")
             rows[name] = [str(r[0]) for r in conn.execute(query)]
     return rows

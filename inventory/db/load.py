@@ -7,7 +7,7 @@ number of changes, and an unchanged inventory writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,42 +44,55 @@ TABLES: dict[Kind, KindTables] = {
 }
 
 
-# On PostgreSQL, inserts of more than one row stream through COPY rather than a pipelined
-# INSERT per row: the same values (each column's own bind processing), a fraction of the
-# server's per-row work; an initial sync is almost nothing but such inserts (L: -40 %).
-COPY_MIN_ROWS = 2
+# Inserts of more than one row skip SQLAlchemy's per-row parameter handling: on PostgreSQL
+# they stream through COPY (a fraction of the server's per-row work of a pipelined INSERT),
+# on SQLite they go to the driver's executemany. The values are the same either way: each
+# column's own bind processing. An initial sync is almost nothing but such inserts.
+BULK_MIN_ROWS = 2
 
 
 def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if conn.dialect.name == "postgresql" and len(rows) >= COPY_MIN_ROWS:
-        _copy_rows(conn, table, rows)
-    else:
+    if len(rows) < BULK_MIN_ROWS or conn.dialect.name not in ("postgresql", "sqlite"):
         conn.execute(insert(table), rows)
+        return
+    names, values = _bound(conn, table, rows)
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(name) for name in names)
+    raw: Any = conn.connection.driver_connection
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" * len(names))
+        raw.executemany(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})", values)
+        return
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy,
+    ):
+        for row in values:
+            copy.write_row(row)
 
 
-def _copy_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """``COPY table (columns) FROM STDIN`` inside the connection's transaction (psycopg 3).
+def _bound(
+    conn: Connection, table: Table, rows: list[dict[str, Any]]
+) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+    """The first row's column names, and every row's values as the driver is given them.
 
-    Every row must have the first row's keys, as an executemany INSERT requires too. Values
-    go through the column types' bind processors, so what is stored is what INSERT stores.
+    Every row must have the first row's keys, as an executemany INSERT requires too.
     """
     dialect = conn.dialect
     names = list(rows[0])
-    processors = [
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    pairs = [
+        (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
     ]
-    pairs = list(zip(names, processors, strict=True))
-    quote = dialect.identifier_preparer.quote
-    sql = f"COPY {quote(table.name)} ({', '.join(quote(name) for name in names)}) FROM STDIN"
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cursor, cursor.copy(sql) as copy:
+
+    def values() -> Iterator[tuple[Any, ...]]:
         for row in rows:
             if len(row) != len(names):
-                raise ValueError(f"{table.name}: rows with different columns in one COPY")
-            copy.write_row(
-                [row[name] if process is None else process(row[name]) for name, process in pairs]
+                raise ValueError(f"{table.name}: rows with different columns in one insert")
+            yield tuple(
+                row[name] if process is None else process(row[name]) for name, process in pairs
             )
+
+    return names, values()
 
 
 def read_stored(conn: Connection, account_id: str) -> dict[Kind, dict[Key, str]]:
