@@ -58,11 +58,13 @@ def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
     names, values = _bound(conn, table, rows)
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(name) for name in names)
-    raw: Any = conn.connection.driver_connection
     if conn.dialect.name == "sqlite":
+        # Driver SQL still goes through SQLAlchemy's execution (its events, echo, rowcount).
         marks = ", ".join("?" * len(names))
-        raw.executemany(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})", values)
+        sql = f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})"
+        conn.exec_driver_sql(sql, list(values))
         return
+    raw: Any = conn.connection.driver_connection
     with (
         raw.cursor() as cursor,
         cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy,
