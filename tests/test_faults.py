@@ -550,6 +550,8 @@ def test_connection_dropped_mid_transaction_commits_nothing(
         sim.rename_portal(victim, sim.portal_ids(victim)[0], "renamed while the DB dies")
         sim.delete_portal(victim, sim.portal_ids(victim)[-1])
         sim.add_tool(victim, sim.server_ids(victim)[0], {"name": "slow", "description": "zz"})
+        # two new tools: the slow row is one of a bulk insert (COPY)
+        sim.add_tool(victim, sim.server_ids(victim)[0], {"name": "also", "description": "zz"})
         with engine.begin() as conn:
             conn.exec_driver_sql(
                 "CREATE FUNCTION slow_insert() RETURNS trigger AS $$ BEGIN "

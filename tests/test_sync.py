@@ -338,6 +338,8 @@ def test_failed_write_rolls_back_the_whole_account(
     sim.rename_portal(account, sim.portal_ids(account)[0], "changed before the failure")
     server = sim.server_ids(account)[0]
     sim.add_tool(account, server, {"name": "boom", "description": "the database refuses this"})
+    # a second new tool: the refused row is one of a bulk insert (COPY / driver executemany)
+    sim.add_tool(account, server, {"name": "fine", "description": "inserted with it"})
     _refuse_tool_named(engine, "boom")
     results = sync(syncer, settings)
     assert results[0].status == "failed"

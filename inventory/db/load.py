@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
 from inventory.db import models
 from inventory.diff import ChangeSet
@@ -64,13 +65,28 @@ def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> 
         sql = f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})"
         conn.exec_driver_sql(sql, list(values))
         return
+    _copy(conn, f"COPY {quote(table.name)} ({columns}) FROM STDIN", values)
+
+
+def _copy(conn: Connection, sql: str, values: Iterable[tuple[Any, ...]]) -> None:
+    """COPY on the connection's driver connection (psycopg 3), in its transaction.
+
+    The driver's errors are raised as SQLAlchemy raises them for any statement (the same
+    classes, a lost connection invalidated), so callers see no difference from an INSERT.
+    """
+    dialect = conn.dialect
     raw: Any = conn.connection.driver_connection
-    with (
-        raw.cursor() as cursor,
-        cursor.copy(f"COPY {quote(table.name)} ({columns}) FROM STDIN") as copy,
-    ):
-        for row in values:
-            copy.write_row(row)
+    try:
+        with raw.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in values:
+                copy.write_row(row)
+    except dialect.loaded_dbapi.Error as exc:
+        lost = dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
+        ) from exc
 
 
 def _bound(
