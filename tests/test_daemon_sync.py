@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,7 +68,17 @@ def test_an_advisory_lock_excludes_other_sessions_and_dies_with_its_connection(
         dying.execute("SELECT pg_advisory_lock(%s)", (advisory_key("acct-a"),))
         with theirs.hold("acct-a") as during:
             assert not during
+        dying_pid = dying.info.backend_pid
         dying.close()
+        # The server ends the backend (and its locks) after the client has gone: wait for that.
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            for _ in range(500):
+                gone = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (dying_pid,)
+                ).fetchone()
+                if gone == (0,):
+                    break
+                time.sleep(0.02)
         with theirs.hold("acct-a") as freed:
             assert freed
     finally:
