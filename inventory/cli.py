@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from inventory.errors import ConfigError, InventoryError
+from inventory.redaction import scrub_text
 
 __all__ = ["app", "main"]
 
@@ -25,6 +26,7 @@ app = typer.Typer(
     help="A SQL mirror, with history, of Cloudflare Zero Trust MCP portals across accounts.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,  # even if someone turns them on: locals hold credentials
     add_completion=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -39,8 +41,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
+    from rich.markup import escape
+
+    message = escape(scrub_text(message))  # "[[accounts]]" in a message is not markup
     err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    from rich.markup import escape
+
+    err.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -67,7 +78,8 @@ class Options:
         self.overrides = overrides
         self.config = config
 
-    def settings(self, *, require_accounts: bool = True) -> Any:
+    def settings(self, *, require_accounts: bool = True, log_warnings: bool = True) -> Any:
+        """Load the settings and configure logging; warnings are logged once, here."""
         import os
 
         from inventory.settings import load_settings
@@ -81,6 +93,12 @@ class Options:
         from inventory.logs import configure_logging
 
         configure_logging(settings.log_level, settings.log_format)
+        if log_warnings:
+            import structlog
+
+            log = structlog.get_logger("inventory.settings")
+            for warning in settings.warnings:
+                log.warning(warning)
         return settings
 
 
@@ -155,7 +173,9 @@ def config_check(
 ) -> None:
     """Show the effective configuration, secrets redacted; exit 2 on any problem."""
     with user_errors():
-        settings = ctx.obj.settings()
+        settings = ctx.obj.settings(log_warnings=False)
+    for warning in settings.warnings:
+        warn(warning)
     redacted = settings.redacted()
     if as_json:
         out.print_json(json.dumps(redacted, default=str))
@@ -262,8 +282,16 @@ _register_commands()
 
 
 def main() -> None:
+    from inventory.logs import configure_logging
+
+    configure_logging()  # until the settings choose: never structlog's defaults, which show locals
     try:
         app()
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception:  # noqa: BLE001 - a bug: logged scrubbed, frames only, no locals
+        import structlog
+
+        structlog.get_logger("inventory").critical("inventory crashed", exc_info=True)
+        sys.exit(1)

@@ -223,6 +223,14 @@ class CloudflareClient:
         """GET ``path`` under ``base_url``; the page with Cloudflare's success envelope, or a
         FetchError. A body whose digest is in ``known`` is returned undecoded
         (``Page.decoded()`` decodes it on demand)."""
+        for name, value in headers.items():
+            # Checked before the request is built: httpx would raise UnicodeEncodeError with
+            # the value in its args. Settings reject such credentials; this is the backstop.
+            if not (value.isascii() and value.isprintable()):
+                raise AuthError(
+                    f"the {name} header for GET {path} holds a character that is not printable "
+                    "ASCII; not sent"
+                )
         request = self._build(path, params, headers)
         query = request.url.query.decode("ascii", "replace")
         call = _Call(
@@ -233,12 +241,6 @@ class CloudflareClient:
             start=self._clock(),
             known=known,
         )
-        for name, value in headers.items():
-            if not value.isprintable():  # a stray newline from a secrets file, say
-                raise call.error(
-                    AuthError,
-                    f"the {name} header for {call.what} holds a control character; not sent",
-                )
         limiter = self._limiters.get(credential_key)
         try:
             for attempt in stamina.retry_context(

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from inventory.sync import AccountResult
 
@@ -68,7 +69,8 @@ def config_table(redacted: Mapping[str, Any]) -> Table:
     for name, value in redacted.items():
         if name == "accounts":
             continue
-        table.add_row(name, "" if value is None else str(value))
-    for i, account in enumerate(redacted.get("accounts") or [], start=1):
-        table.add_row(f"accounts[{i}]", json.dumps(account, default=str))
+        table.add_row(name, Text("" if value is None else str(value)))
+    # Numbered as in error messages; Text, so that "[[accounts]]" is not read as markup.
+    for i, account in enumerate(redacted.get("accounts") or []):
+        table.add_row(f"accounts[{i}]", Text(json.dumps(account, default=str)))
     return table

@@ -35,6 +35,7 @@ from inventory.db.memo import memo_value, read_memo
 from inventory.diff import ChangeSet, diff_snapshot
 from inventory.errors import FetchError, InventoryError
 from inventory.fetch import Endpoint, Listing, fetch_listing
+from inventory.redaction import scrub_text
 from inventory.transform import transform_account
 
 __all__ = [
@@ -501,10 +502,10 @@ def _describe_error(exc: BaseException) -> str:
         # Driver messages are informative; SQLAlchemy's wrapper adds statements and parameters.
         orig = getattr(exc, "orig", None)
         text = str(orig if orig is not None else exc).strip().splitlines()
-        return "database error: " + (text[0] if text else type(exc).__name__)
+        return scrub_text("database error: " + (text[0] if text else type(exc).__name__))
     if isinstance(exc, FetchError | InventoryError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+        return scrub_text(str(exc))
+    return scrub_text(f"{type(exc).__name__}: {exc}")  # a bug's message, stored and shown
 
 
 def _count_entities(conn: Any, account_id: str) -> dict[str, int]:

@@ -431,7 +431,7 @@ def test_unknown_account_key(env: dict[str, str], cwd: Path) -> None:
         ({"api_email": "a@b.c"}, "api_email needs api_key"),
         ({"api_email": "nobody", "api_key": API_KEY}, "api_email: must be an email address"),
         ({"api_token": ""}, "api_token is empty"),
-        ({"api_token": f"{TOKEN_A} {TOKEN_B}"}, "api_token contains whitespace"),
+        ({"api_token": f"{TOKEN_A} {TOKEN_B}"}, "api_token holds a space (U+0020) at position"),
     ],
 )
 def test_credential_errors(
@@ -473,8 +473,10 @@ def test_token_variable_may_live_in_dotenv(env: dict[str, str], cwd: Path) -> No
     assert account.auth_headers()["Authorization"] == f"Bearer {TOKEN_A}"
 
 
-def test_key_from_file_with_whitespace_stripped(env: dict[str, str], cwd: Path) -> None:
-    (cwd / "cf.key").write_text(f"\n  {API_KEY}\n")
+def test_key_file_loses_its_byte_order_mark_and_one_line_ending(
+    env: dict[str, str], cwd: Path
+) -> None:
+    (cwd / "cf.key").write_bytes(f"\ufeff{API_KEY}\r\n".encode())
     (cwd / "inventory.toml").write_text(
         f'[[accounts]]\nid = "{ACCOUNT_A}"\napi_email = "ops@example.com"\n'
         'api_key_file = "cf.key"\n'
@@ -482,6 +484,29 @@ def test_key_from_file_with_whitespace_stripped(env: dict[str, str], cwd: Path) 
     (account,) = load(env, cwd).accounts
     assert account.auth_headers()["X-Auth-Key"] == API_KEY
     assert account.credential_source == f"file {cwd / 'cf.key'}"
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (f"\n  {API_KEY}\n", "a line feed (newline) (U+000A) at position 1"),
+        (f"{API_KEY}\n\n", "a line feed (newline) (U+000A) at position 23"),
+        (f"{API_KEY} \n", "a space (U+0020) at position 23"),
+    ],
+)
+def test_key_file_with_more_than_one_line_ending_is_refused(
+    env: dict[str, str], cwd: Path, content: str, kind: str
+) -> None:
+    (cwd / "cf.key").write_text(content)
+    (cwd / "inventory.toml").write_text(
+        f'[[accounts]]\nid = "{ACCOUNT_A}"\napi_email = "ops@example.com"\n'
+        'api_key_file = "cf.key"\n'
+    )
+    message = str(load_error(env, cwd))
+    assert (
+        f"accounts[0] ({ACCOUNT_A}): api_key_file (file {cwd / 'cf.key'}) holds {kind}" in message
+    )
+    assert API_KEY not in message
 
 
 @pytest.mark.parametrize("value", ["", "   "])

@@ -18,6 +18,7 @@ its value came from. No message, repr or redacted view contains a secret.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,16 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import SettingsError
 
 from inventory.errors import ConfigError
+from inventory.redaction import MIN_LENGTH
 from inventory.settings.accounts import AccountConfig
-from inventory.settings.model import Settings
-from inventory.settings.sources import CURRENT_LOAD, TracedSource, did_you_mean, prepare_load
+from inventory.settings.model import Settings, url_passwords
+from inventory.settings.sources import (
+    CURRENT_LOAD,
+    Load,
+    TracedSource,
+    did_you_mean,
+    prepare_load,
+)
 
 __all__ = ["AccountConfig", "Settings", "load_settings"]
 
@@ -70,7 +78,52 @@ def load_settings(
             settings._origins.setdefault(name, trace.describe(name))
     if require_accounts and not settings.accounts:
         raise ConfigError(NO_ACCOUNTS)
+    settings._warnings = [*_short_secrets(settings), *_exposed_file(load)]
     return settings
+
+
+def _short_secrets(settings: Settings) -> list[str]:
+    """Secrets too short for the log scrubber, which would mangle ordinary words hunting them."""
+    found: list[str] = []
+    for index, account in enumerate(settings.accounts):
+        setting, secret = (
+            ("api_token", account.api_token) if account.api_token else ("api_key", account.api_key)
+        )
+        if secret is not None and len(secret.get_secret_value()) < MIN_LENGTH:
+            found.append(f"accounts[{index}] ({account.label}): {setting}")
+    if any(len(p) < MIN_LENGTH for p in url_passwords(settings.database_url_secret())):
+        found.append("database_url: the password")
+    return [
+        f"{what} is shorter than {MIN_LENGTH} characters: logs cannot redact it if it ever "
+        "reached one; use a longer secret"
+        for what in found
+    ]
+
+
+def _exposed_file(load: Load) -> list[str]:
+    """As ssh does for keys: a config file holding a secret must be readable by its owner only."""
+    path = load.toml_path
+    trace = next((t for t in load.traces if t.is_toml), None)
+    if path is None or trace is None:
+        return []
+    accounts = trace.data.get("accounts")
+    inline = isinstance(accounts, list) and any(
+        isinstance(a, dict) and ("api_token" in a or "api_key" in a) for a in accounts
+    )
+    url = trace.data.get("database_url")
+    if not inline and not (isinstance(url, str) and url_passwords(url)):
+        return []
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return []
+    if not mode & 0o077:
+        return []
+    return [
+        f"{path} holds a secret inline and is readable by group or others "
+        f"(mode {mode & 0o777:o}): run `chmod 600 {path}`, or read the secret from a variable "
+        "or a file (api_token_env, api_token_file, the secrets directory)"
+    ]
 
 
 def _checked_overrides(overrides: Mapping[str, object]) -> dict[str, Any]:
@@ -121,7 +174,9 @@ def _describe(error: ErrorDetails, trace: TracedSource | None) -> str:
 def _account_name(trace: TracedSource | None, index: int) -> str:
     accounts = trace.data.get("accounts") if trace is not None else None
     if isinstance(accounts, list) and index < len(accounts) and isinstance(accounts[index], dict):
-        name = accounts[index].get("name")
+        name, account_id = accounts[index].get("name"), accounts[index].get("id")
         if isinstance(name, str) and name.strip():
             return f" ({name.strip()!r})"
+        if isinstance(account_id, str) and re.fullmatch(r"[0-9a-fA-F]{32}", account_id.strip()):
+            return f" ({account_id.strip().lower()})"  # an account id is no secret
     return ""

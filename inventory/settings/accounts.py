@@ -4,17 +4,25 @@ A credential is given in exactly one way: an API token (inline, from a named env
 or from a file) or a global API key with its email. Indirect secrets are read while validating, so
 a missing variable or unreadable file is reported like any other bad value: by name, never by
 content.
+
+Tokens, keys and emails travel as HTTP header values, so each must be printable ASCII without
+spaces. A secret file may start with a byte-order mark and end with one line ending (LF or CRLF),
+as editors save them; both are dropped. Any other offending character is a configuration error
+naming the setting, the position and the kind of character, never the value. Every secret read
+is registered with ``inventory.redaction`` before it is checked.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
+from inventory.redaction import register_secret
 from inventory.settings.sources import Environment, current_environment
 
 __all__ = ["AccountConfig"]
@@ -78,9 +86,12 @@ class AccountConfig(BaseModel):
     def _check_email(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if "@" not in value.strip():
+        value = value.strip()
+        if problem := header_value_problem(value):
+            raise ValueError(f"holds {problem}: it is sent as a header, which must be ASCII")
+        if "@" not in value:
             raise ValueError("must be an email address")
-        return value.strip()
+        return value
 
     @property
     def auth_scheme(self) -> Literal["token", "key"]:
@@ -139,16 +150,16 @@ def _read_secret(way: str, value: object, env: Environment) -> tuple[str, str | 
         if not isinstance(value, str) or not value:
             raise ValueError(f"{way} must be the name of an environment variable")
         found = env.getenv(value)
-        if found is None:
+        if found is None or not found[0].strip():
             raise ValueError(f"environment variable {value} (named by {way}) is not set or empty")
-        secret, source = found[0].strip(), found[1]
+        secret, source = found
     elif way.endswith("_file"):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{way} must be a file path")
         path = env.path(value)
         source = f"file {path}"
         try:
-            secret = path.read_text(encoding="utf-8").strip()
+            secret = _file_secret(path.read_bytes())
         except UnicodeDecodeError:
             raise ValueError(f"{way} {path} is not UTF-8 text") from None
         except OSError as exc:
@@ -158,10 +169,55 @@ def _read_secret(way: str, value: object, env: Environment) -> tuple[str, str | 
             value = value.get_secret_value()
         if not isinstance(value, str):
             raise ValueError(f"{way} must be a string")
-        secret, source = value.strip(), None
+        secret, source = value, None
+    register_secret(secret)
     where = f" ({source})" if source else ""
-    if not secret:
+    if not secret.strip():
         raise ValueError(f"{way} is empty{where}")
-    if any(char.isspace() for char in secret):
-        raise ValueError(f"{way} contains whitespace{where}")
+    if problem := header_value_problem(secret):
+        raise ValueError(
+            f"{way}{where} holds {problem}: a credential must be printable ASCII without spaces"
+        )
     return secret, source
+
+
+def _file_secret(data: bytes) -> str:
+    """A secret file's text without a leading byte-order mark and one final LF or CRLF."""
+    text = data.decode("utf-8").removeprefix("\ufeff")
+    for ending in ("\r\n", "\n"):
+        if text.endswith(ending):
+            return text.removesuffix(ending)
+    return text
+
+
+_KINDS = {
+    " ": "a space",
+    "\t": "a tab",
+    "\n": "a line feed (newline)",
+    "\r": "a carriage return",
+    "\x00": "a NUL character",
+    "\xa0": "a no-break space",
+    "\u200b": "a zero-width space",
+    "\ufeff": "a byte-order mark",
+}
+
+
+def header_value_problem(value: str) -> str | None:
+    """What makes ``value`` unfit for an HTTP header, with its position; never the value."""
+    offending = [(i, char) for i, char in enumerate(value, 1) if not "!" <= char <= "~"]
+    if not offending:
+        return None
+    position, char = offending[0]
+    kind = _KINDS.get(char)
+    if kind is None:
+        if char.isascii():
+            kind = "a control character"
+        elif char.isspace():
+            kind = "a whitespace character"
+        elif unicodedata.category(char) == "Cf":
+            kind = "an invisible formatting character"
+        else:
+            kind = "a non-ASCII character"
+    more = len(offending) - 1
+    also = f" (and {more} more such character{'s' if more > 1 else ''})" if more else ""
+    return f"{kind} (U+{ord(char):04X}) at position {position}{also}"

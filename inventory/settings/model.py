@@ -13,6 +13,7 @@ from pydantic import BeforeValidator, Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from inventory.redaction import register_secret
 from inventory.settings.accounts import AccountConfig
 from inventory.settings.sources import (
     CURRENT_LOAD,
@@ -53,6 +54,17 @@ def _optional_duration(value: object) -> float | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in _NO_DURATION):
         return None
     return _duration(value)
+
+
+def url_passwords(text: str) -> list[str]:
+    """The passwords a database URL holds: its user's, and any ``?password=`` in the query."""
+    try:
+        url = make_url(text)
+    except Exception:  # noqa: BLE001 - not a URL: then it holds no password we can find
+        return []
+    query = url.query.get("password")
+    found = [url.password, *(query if isinstance(query, tuple) else [query])]
+    return [password for password in found if isinstance(password, str) and password]
 
 
 def _lower(value: object) -> object:
@@ -116,6 +128,8 @@ class Settings(BaseSettings):
 
     # Where each value came from, filled in by load_settings; shows where inline tokens live.
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
+    # What load_settings found usable but unwise (short secrets, a readable file holding one).
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @classmethod
     def settings_customise_sources(
@@ -138,6 +152,8 @@ class Settings(BaseSettings):
             url = make_url(value)
         except Exception:  # noqa: BLE001 - ArgumentError or ValueError, whose text may quote the URL
             raise ValueError("is not a valid SQLAlchemy database URL") from None
+        for password in url_passwords(value):
+            register_secret(password)
         masked = _QUERY_PASSWORD.sub("***", url.render_as_string(hide_password=True))
         return _MaskedURL(masked, value)
 
@@ -200,6 +216,10 @@ class Settings(BaseSettings):
     def database_url_secret(self) -> str:
         secret = getattr(self.database_url, "secret", None)
         return secret if isinstance(secret, str) else self.database_url
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(self._warnings)
 
     def redacted(self) -> dict[str, object]:
         values: dict[str, object] = self.model_dump(mode="json", exclude={"accounts"})

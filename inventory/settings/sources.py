@@ -137,7 +137,7 @@ def build_sources(
         secrets = load.secrets_dir
         traces.append(
             TracedSource(
-                SecretsSettingsSource(settings_cls, secrets_dir=secrets),
+                _SecretsSource(settings_cls, secrets_dir=secrets),
                 lambda f: f"secret file {secrets / _var(f).lower()}",
             )
         )
@@ -168,6 +168,7 @@ class TracedSource(PydanticBaseSettingsSource):
     def __init__(self, inner: PydanticBaseSettingsSource, describe: Callable[[str], str]) -> None:
         super().__init__(inner.settings_cls)
         self.inner = inner
+        self.is_toml = isinstance(inner, TomlConfigSettingsSource)
         self.describe = describe
         self.data: dict[str, Any] = {}
 
@@ -246,6 +247,16 @@ class _DotEnvSource(DotEnvSettingsSource):
         return super().__call__()
 
 
+class _SecretsSource(SecretsSettingsSource):
+    """Files of the secrets directory; a byte-order mark an editor saved is dropped too."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        value, key, is_complex = super().get_field_value(field, field_name)
+        if isinstance(value, str):
+            value = value.removeprefix("\ufeff").strip()
+        return value, key, is_complex
+
+
 class _CloudflareSource(PydanticBaseSettingsSource):
     """One account from the official SDK's variables, when no other source names any."""
 
@@ -271,4 +282,5 @@ class _CloudflareSource(PydanticBaseSettingsSource):
             if email is None:
                 raise ConfigError("CLOUDFLARE_API_KEY needs CLOUDFLARE_EMAIL", source="environment")
             account.update(api_email=email[0], api_key_env="CLOUDFLARE_API_KEY")
+            self.origin = f"{account_id[1]} and {email[1]}"
         return {"accounts": [account]}
