@@ -5,14 +5,21 @@ the run row is committed as ``running`` before anything is fetched; everything t
 sync changes (rows, history, rejections, the run's final status) is committed together or
 not at all; a failure leaves what was stored exactly as it was.
 
-For the daemon a Syncer also takes: ``locks`` (held for a whole account sync, so replicas on one
-PostgreSQL never sync an account at once), ``cancel`` (checked between pages and before the
+A run applies only if it is still ``running`` and no later run of the account has applied
+(inventory.db.runs: the fencing token); otherwise it applies nothing and is ``superseded``. A run
+whose outcome cannot be recorded is retried a few times, then kept and retried by
+``close_unfinished`` (the daemon calls it), so no run stays ``running`` once its work ended.
+
+For the daemon a Syncer also takes: ``locks`` (held for a whole account sync, so processes on one
+database never sync an account at once: PostgreSQL advisory locks, SQLite lock files),
+``cancel`` (checked between pages and before the
 apply transaction: a set event aborts the sync, which writes nothing and is recorded as failed
 with error_class ``Aborted``) and ``on_result`` (metrics).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import threading
@@ -25,13 +32,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import Engine, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from inventory.client import CloudflareClient, RequestStats
 from inventory.db import models
 from inventory.db.load import TABLES, apply_changes, read_stored, record_rejections
 from inventory.db.memo import memo_value, read_memo
+from inventory.db.runs import abandon_runs, check_fence, finish_run, open_run
 from inventory.diff import ChangeSet, diff_snapshot
 from inventory.errors import FetchError, InventoryError
 from inventory.fetch import Endpoint, Listing, fetch_listing
@@ -58,6 +66,8 @@ ProgressCallback = Callable[[str, Endpoint, int, int], None]
 ResultCallback = Callable[["AccountResult", RequestStats, Mapping[str, int]], None]
 # Statuses of a run that counts as the account's sync of a cycle (an abort or a crash does not).
 _CYCLE_STATUSES = ("succeeded", "partial", "failed")
+# Seconds between attempts to record a run's outcome when the database refuses it.
+CLOSE_RETRY_WAITS = (0.5, 2.0, 5.0)
 
 
 class Aborted(InventoryError):  # noqa: N818 - its name is the error_class runs record
@@ -107,7 +117,13 @@ class AccountResult:
 
     @property
     def ok(self) -> bool:
+        """The run applied what it read (stored the account's state)."""
         return self.status in ("succeeded", "partial")
+
+    @property
+    def failed(self) -> bool:
+        """A failure for exit codes and alerts (skipped and superseded are not)."""
+        return self.status == "failed"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -126,21 +142,17 @@ def close_abandoned_runs(engine: Engine, *, now: datetime, host: str | None = No
     runs = models.table_of(models.SyncRun)
     with engine.begin() as conn:
         rows = conn.execute(
-            select(runs.c.id, runs.c.pid).where(runs.c.status == "running", runs.c.host == host)
-        ).all()
-        dead = [r.id for r in rows if r.pid is None or not _pid_alive(r.pid)]
-        if dead:
-            conn.execute(
-                update(runs)
-                .where(runs.c.id.in_(dead))
-                .values(
-                    status="abandoned",
-                    finished_at=now,
-                    error_class="Abandoned",
-                    error_message="the process running this sync stopped before it finished",
-                )
+            select(runs.c.id, runs.c.account_id, runs.c.pid).where(
+                runs.c.status == "running", runs.c.host == host
             )
-    return len(dead)
+        ).all()
+        dead = [(r.id, r.account_id) for r in rows if r.pid is None or not _pid_alive(r.pid)]
+        return abandon_runs(
+            conn,
+            dead,
+            now=now,
+            message="the process running this sync stopped before it finished",
+        )
 
 
 class Syncer:
@@ -158,6 +170,8 @@ class Syncer:
         locks: AccountLocks | None = None,
         cancel: threading.Event | None = None,
         on_result: ResultCallback | None = None,
+        close_retry_waits: Sequence[float] = CLOSE_RETRY_WAITS,
+        wait: Callable[[float], None] = time.sleep,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -168,7 +182,12 @@ class Syncer:
         self.locks = locks
         self.cancel = cancel
         self.on_result = on_result
+        self.close_retry_waits = tuple(close_retry_waits)
+        self.wait = wait  # between attempts to record an outcome (tests pass their own)
         self.host = socket.gethostname()
+        # Runs whose work ended but whose outcome could not be recorded: close_unfinished().
+        self._unclosed: dict[int, AccountResult] = {}
+        self._unclosed_lock = threading.Lock()
         # SQLite has one writer at a time: threads queue here instead of on busy timeouts.
         self._write_lock: threading.Lock | None = (
             threading.Lock() if engine.dialect.name == "sqlite" else None
@@ -186,9 +205,35 @@ class Syncer:
         except SQLAlchemyError as exc:  # each account's sync reports the database error itself
             log.warning("could not close abandoned runs", error=_describe_error(exc))
         if max_concurrency <= 1 or len(accounts) <= 1:
-            return [self.sync_account(account) for account in accounts]
-        with ThreadPoolExecutor(max_concurrency, thread_name_prefix="sync") as pool:
-            return list(pool.map(self.sync_account, accounts))
+            results = [self.sync_account(account) for account in accounts]
+        else:
+            with ThreadPoolExecutor(max_concurrency, thread_name_prefix="sync") as pool:
+                results = list(pool.map(self.sync_account, accounts))
+        self.close_unfinished()  # one more try before a one-shot process exits
+        return results
+
+    def close_unfinished(self) -> int:
+        """Record the outcome of runs whose work ended but whose recording failed; how many."""
+        with self._unclosed_lock:
+            pending = list(self._unclosed.items())
+        done = 0
+        for run_id, result in pending:
+            try:
+                with self._writing(), self.engine.begin() as conn:
+                    self._finish_run(conn, result)
+            except SQLAlchemyError as exc:
+                log.warning(
+                    "still cannot record the run's outcome",
+                    account_id=result.account_id,
+                    run_id=run_id,
+                    error=_describe_error(exc),
+                )
+                continue
+            with self._unclosed_lock:
+                self._unclosed.pop(run_id, None)
+            done += 1
+            log.info("recorded a run's outcome late", account_id=result.account_id, run_id=run_id)
+        return done
 
     def sync_account(
         self, account: SyncAccount, *, cycle_start: datetime | None = None
@@ -258,17 +303,17 @@ class Syncer:
     def _close_dead_runs(self, account_id: str) -> None:
         """Holding the account's lock, any run of it still 'running' lost its process."""
         runs = models.table_of(models.SyncRun)
-        with self.engine.begin() as conn:
-            closed = conn.execute(
-                update(runs)
-                .where(runs.c.account_id == account_id, runs.c.status == "running")
-                .values(
-                    status="abandoned",
-                    finished_at=self.clock(),
-                    error_class="Abandoned",
-                    error_message="the replica running this sync stopped before it finished",
-                )
-            ).rowcount
+        with self._writing(), self.engine.begin() as conn:
+            open_runs = conn.execute(
+                select(runs.c.id).where(runs.c.account_id == account_id, runs.c.status == "running")
+            ).scalars()
+            closed = abandon_runs(
+                conn,
+                [(run_id, account_id) for run_id in open_runs],
+                now=self.clock(),
+                message="the process running this sync stopped (or lost its lock) before it "
+                "finished",
+            )
         if closed:
             log.warning("closed abandoned runs", account_id=account_id, runs=closed)
 
@@ -333,14 +378,15 @@ class Syncer:
         if portals.unchanged and servers.unchanged:
             self._check_cancel()
             with self._writing(), self.engine.begin() as conn:
+                if self._superseded(conn, result, observed_at):
+                    return
                 # Byte for byte what the last clean run read, and (checked again inside this
                 # transaction) no other run has written since: the stored rows say it all.
                 if read_memo(conn, account.id) == memo:
                     result.status, result.consistent, result.unchanged = "succeeded", True, True
-                    unchanged = ChangeSet.empty()
-                    result.counts = unchanged.counts()
+                    result.counts = ChangeSet.empty().counts()
                     self._finish_run(
-                        conn, result, changes=unchanged, observed_at=observed_at,
+                        conn, result, applied=True, observed_at=observed_at,
                         memo=memo_value(result.run_id, portals.digests, servers.digests),
                     )  # fmt: skip
                     if self.on_result is not None:
@@ -367,91 +413,96 @@ class Syncer:
         self._check_cancel()
         with self._writing(), self.engine.begin() as conn:
             self._check_cancel()  # waiting for SQLite's writer lock may have taken a while
+            if self._superseded(conn, result, observed_at):
+                return
             changes = diff_snapshot(
                 read_stored(conn, account.id), transformed.snapshot, transformed.coverage
             )
             apply_changes(conn, account.id, changes, run_id=result.run_id, observed_at=observed_at)
             record_rejections(conn, account.id, result.run_id, transformed.rejections)
             result.counts = changes.counts()
-            self._finish_run(conn, result, changes=changes, observed_at=observed_at, memo=new_memo)
+            self._finish_run(
+                conn, result, applied=True, changes=changes, observed_at=observed_at, memo=new_memo
+            )
             if self.on_result is not None:
                 entities.update(_count_entities(conn, account.id))
 
     def _begin_run(self, account: SyncAccount) -> int:
-        now = self.clock()
-        accounts, runs = models.table_of(models.Account), models.table_of(models.SyncRun)
         with self._writing(), self.engine.begin() as conn:
-            known = conn.execute(
-                select(accounts.c.name, accounts.c.configured).where(accounts.c.id == account.id)
-            ).first()
-            if known is None:
-                conn.execute(
-                    insert(accounts).values(
-                        id=account.id, name=account.name, configured=True, first_seen_at=now
-                    )
-                )
-            elif known.name != account.name or not known.configured:
-                conn.execute(
-                    update(accounts)
-                    .where(accounts.c.id == account.id)
-                    .values(name=account.name, configured=True)
-                )
-            run_id = conn.execute(
-                insert(runs)
-                .values(
-                    account_id=account.id,
-                    status="running",
-                    started_at=now,
-                    host=self.host,
-                    pid=os.getpid(),
-                )
-                .returning(runs.c.id)
-            ).scalar_one()
-        return int(run_id)
+            return open_run(
+                conn,
+                account_id=account.id,
+                name=account.name,
+                now=self.clock(),
+                host=self.host,
+                pid=os.getpid(),
+            )
+
+    def _superseded(self, conn: Connection, result: AccountResult, observed_at: datetime) -> bool:
+        """Fence the apply (the account row locked): True when this run must apply nothing."""
+        assert result.run_id is not None
+        fence = check_fence(conn, result.account_id, result.run_id)
+        if fence is None:
+            return False
+        result.status, result.error_class, result.error = "superseded", None, fence.reason
+        result.counts, result.rejected = {}, 0
+        if fence.run_status == "running":
+            self._finish_run(conn, result, observed_at=observed_at)
+        log.warning(
+            "run superseded: nothing applied",
+            account_id=result.account_id,
+            run_id=result.run_id,
+            reason=fence.reason,
+        )
+        return True
 
     def _finish_run(
         self,
-        conn: Any,
+        conn: Connection,
         result: AccountResult,
         *,
+        applied: bool = False,
         changes: ChangeSet | None = None,
         observed_at: datetime | None = None,
         memo: dict[str, Any] | None = None,
     ) -> None:
-        """Close the run; a run that wrote (``changes`` given) also replaces the account's memo."""
-        now = self.clock()
+        """Close the run from 'running'; a run that ``applied`` also moves the fencing token."""
+        assert result.run_id is not None
         added, changed, removed = changes.totals() if changes is not None else (0, 0, 0)
-        runs, accounts = models.table_of(models.SyncRun), models.table_of(models.Account)
-        conn.execute(
-            update(runs)
-            .where(runs.c.id == result.run_id)
-            .values(
-                status=result.status,
-                observed_at=observed_at,
-                finished_at=now,
-                added=added,
-                changed=changed,
-                removed=removed,
-                rejected=result.rejected,
-                counts=result.counts or None,
-                requests=result.requests,
-                pages=result.pages,
-                retries=result.retries,
-                consistent=result.consistent,
-                error_class=result.error_class,
-                error_message=result.error,
-            )
-        )
-        values: dict[str, Any] = {
-            "last_run_id": result.run_id,
-            "last_status": result.status,
-            "last_sync_at": now,
+        values = {
+            "status": result.status,
+            "observed_at": observed_at,
+            "added": added,
+            "changed": changed,
+            "removed": removed,
+            "rejected": result.rejected,
+            "counts": result.counts or None,
+            "requests": result.requests,
+            "pages": result.pages,
+            "retries": result.retries,
+            "consistent": result.consistent,
+            "error_class": result.error_class,
+            "error_message": result.error,
         }
-        if result.ok:
-            values["last_success_at"] = now
-        if changes is not None:
-            values["listing_memo"] = memo
-        conn.execute(update(accounts).where(accounts.c.id == result.account_id).values(values))
+        finished = finish_run(
+            conn,
+            result.run_id,
+            result.account_id,
+            values,
+            now=self.clock(),
+            applied=applied,
+            memo=memo,
+        )
+        if finished:
+            return
+        if applied:  # cannot happen under the fence's lock; never let it commit if it does
+            raise RuntimeError(f"run {result.run_id} was closed while it applied")
+        log.warning(
+            "the run was already closed by another process; its outcome is not recorded",
+            account_id=result.account_id,
+            run_id=result.run_id,
+            status=result.status,
+        )
 
     def _fail(self, result: AccountResult, exc: BaseException) -> None:
         result.status = "failed"
@@ -460,16 +511,26 @@ class Syncer:
         result.counts = {}
         if result.run_id is None:
             return
-        try:
-            with self._writing(), self.engine.begin() as conn:
-                self._finish_run(conn, result)
-        except SQLAlchemyError as db_exc:
-            # The database itself is gone; the run stays 'running' and is abandoned later.
-            log.warning(
-                "could not record the failed run",
-                account_id=result.account_id,
-                error=_describe_error(db_exc),
-            )
+        waits = self.close_retry_waits
+        for attempt in range(len(waits) + 1):
+            if attempt:
+                self.wait(waits[attempt - 1])
+            try:
+                with self._writing(), self.engine.begin() as conn:
+                    self._finish_run(conn, result)
+                return
+            except SQLAlchemyError as db_exc:
+                log.warning(
+                    "could not record the failed run",
+                    account_id=result.account_id,
+                    run_id=result.run_id,
+                    attempt=attempt + 1,
+                    retry_in_s=waits[attempt] if attempt < len(waits) else None,
+                    error=_describe_error(db_exc),
+                )
+        # The daemon tries again (close_unfinished) until the database takes it.
+        with self._unclosed_lock:
+            self._unclosed[result.run_id] = copy.copy(result)
 
     def _log(self, result: AccountResult) -> None:
         if result.status == "skipped":
@@ -478,7 +539,7 @@ class Syncer:
         added = sum(c["added"] for c in result.counts.values())
         changed = sum(c["changed"] for c in result.counts.values())
         removed = sum(c["removed"] for c in result.counts.values())
-        level = "info" if result.status == "succeeded" else "warning"
+        level = "info" if result.status in ("succeeded", "superseded") else "warning"
         getattr(log, level)(
             "account synced",
             account_id=result.account_id,

@@ -3,23 +3,31 @@
 Every function takes a Connection inside a transaction that the caller owns; none commits.
 Writes are set-based (one executemany per kind and operation), so their cost follows the
 number of changes, and an unchanged inventory writes nothing.
+
+Time only goes forward per entity: a version never starts before the one it follows began or
+ended. When the clock went backwards (or another host's clock ran ahead), the changed entity's
+new instant is the previous one plus a microsecond, and a warning says so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, update
+import structlog
+from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, union_all, update
 from sqlalchemy.exc import DBAPIError
 
 from inventory.db import models
-from inventory.diff import ChangeSet
+from inventory.diff import ChangeSet, KindChanges
 from inventory.transform import KINDS, Key, Kind, Rejection, Row
 
 __all__ = ["TABLES", "KindTables", "apply_changes", "read_stored", "record_rejections"]
+
+log = structlog.get_logger("inventory.load")
+_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,17 +164,49 @@ def _close_versions(
     spec: KindTables,
     params: list[dict[str, Any]],
     *,
-    at: datetime,
     run_id: int,
     ended_by: str,
 ) -> None:
+    """Close the open versions; each param carries its key and its instant (``v_valid_from``)."""
     history = spec.history
     stmt = (
         update(history)
         .where(_key_match(history, spec.keys), history.c.valid_to.is_(None))
-        .values(valid_to=at, ended_run_id=run_id, ended_by=ended_by)
+        .values(valid_to=bindparam("v_valid_from"), ended_run_id=run_id, ended_by=ended_by)
     )
     conn.execute(stmt, params)
+
+
+def _later_instants(
+    conn: Connection,
+    account_id: str,
+    spec: KindTables,
+    change: KindChanges,
+    observed_at: datetime,
+) -> dict[Key, datetime]:
+    """Changed entities with a version that began or ended after ``observed_at``: their instant.
+
+    Normally none: each arm reads an empty range of its own index (valid_from, valid_to).
+    """
+    history = spec.history
+    cols = [history.c.account_id, *(history.c[name] for name in spec.keys)]
+    query = union_all(
+        select(*cols, history.c.valid_from.label("at")).where(history.c.valid_from > observed_at),
+        select(*cols, history.c.valid_to.label("at")).where(history.c.valid_to > observed_at),
+    )
+    rows = conn.execute(query).all()
+    if not rows:
+        return {}
+    deletes = set(change.deletes)
+    later: dict[Key, datetime] = {}
+    for row in rows:
+        key = tuple(row[1:-1])
+        if row[0] == account_id and (
+            key in change.updates or key in change.inserts or key in deletes
+        ):
+            at = row[-1] + _TICK
+            later[key] = max(later.get(key, at), at)
+    return later
 
 
 def apply_changes(
@@ -180,14 +220,38 @@ def apply_changes(
     """Write the changes and their history: at most three rows per changed entity."""
     stamp = {"valid_from": observed_at, "run_id": run_id}
     for kind, change in changes.kinds.items():
+        if not change:
+            continue
         spec = TABLES[kind]
+        later = _later_instants(conn, account_id, spec, change, observed_at)
+        if later:
+            log.warning(
+                "the clock went backwards: versions start a microsecond after the previous one",
+                account_id=account_id,
+                kind=kind,
+                versions=len(later),
+                behind_s=round((max(later.values()) - observed_at).total_seconds(), 6),
+            )
+        stamps = {key: {"valid_from": at, "run_id": run_id} for key, at in later.items()}
         if change.deletes:
-            params = [_key_params(account_id, spec.keys, key) for key in change.deletes]
-            _close_versions(conn, spec, params, at=observed_at, run_id=run_id, ended_by="deleted")
+            params = [
+                {
+                    **_key_params(account_id, spec.keys, key),
+                    "v_valid_from": stamps.get(key, stamp)["valid_from"],
+                }
+                for key in change.deletes
+            ]
+            _close_versions(conn, spec, params, run_id=run_id, ended_by="deleted")
             conn.execute(delete(spec.current).where(_key_match(spec.current, spec.keys)), params)
         if change.updates:
-            params = [_key_params(account_id, spec.keys, key) for key in change.updates]
-            _close_versions(conn, spec, params, at=observed_at, run_id=run_id, ended_by="updated")
+            params = [
+                {
+                    **_key_params(account_id, spec.keys, key),
+                    "v_valid_from": stamps.get(key, stamp)["valid_from"],
+                }
+                for key in change.updates
+            ]
+            _close_versions(conn, spec, params, run_id=run_id, ended_by="updated")
             value_names = [*next(iter(change.updates.values())).values, "content_hash"]
             stmt = (
                 update(spec.current)
@@ -201,19 +265,19 @@ def apply_changes(
                         **p,
                         **{f"v_{k}": v for k, v in row.values.items()},
                         "v_content_hash": row.digest,
-                        **{f"v_{k}": v for k, v in stamp.items()},
+                        "v_run_id": run_id,
                     }
                     for p, row in zip(params, change.updates.values(), strict=True)
                 ],
             )
-            _insert_versions(conn, spec, account_id, change.updates, stamp, "updated")
+            _insert_versions(conn, spec, account_id, change.updates, stamp, stamps, "updated")
         if change.inserts:
             rows = [
-                _full_row(account_id, spec.keys, key, row, stamp)
+                _full_row(account_id, spec.keys, key, row, stamps.get(key, stamp))
                 for key, row in change.inserts.items()
             ]
             _insert_rows(conn, spec.current, rows)
-            _insert_versions(conn, spec, account_id, change.inserts, stamp, "created")
+            _insert_versions(conn, spec, account_id, change.inserts, stamp, stamps, "created")
 
 
 def _insert_versions(
@@ -222,10 +286,11 @@ def _insert_versions(
     account_id: str,
     rows: Mapping[Key, Row],
     stamp: Mapping[str, Any],
+    stamps: Mapping[Key, Mapping[str, Any]],
     change: str,
 ) -> None:
     versions = [
-        {**_full_row(account_id, spec.keys, key, row, stamp), "change": change}
+        {**_full_row(account_id, spec.keys, key, row, stamps.get(key, stamp)), "change": change}
         for key, row in rows.items()
     ]
     _insert_rows(conn, spec.history, versions)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     ForeignKey,
     Index,
     Integer,
@@ -85,6 +86,10 @@ class Account(Base):
     last_status: Mapped[str | None] = mapped_column(String(16))
     last_sync_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
+    # The fencing token: the id of the last run that applied changes (or vouched, unchanged,
+    # for what is stored). Run ids only grow, so a run with a smaller id read older state and
+    # applies nothing: it is recorded 'superseded'.
+    applied_run_id: Mapped[int | None] = mapped_column(BigIntId)
     # The page digests of the last clean run (see inventory.db.memo): a resync whose
     # pages all come back byte for byte the same needs no decoding, diffing or writing.
     listing_memo: Mapped[dict[str, Any] | None]
@@ -160,6 +165,8 @@ class _Version:
         keys = ["account_id", *cls._key_columns]  # type: ignore[attr-defined]
         open_only = text("valid_to IS NULL")
         return (
+            # Time only goes forward per entity (the sync never closes a version before it began).
+            CheckConstraint("valid_to >= valid_from", name="valid_interval"),
             # At most one open version per entity: the database guards the history's shape.
             Index(
                 f"uq_{table}_open",
