@@ -1,6 +1,7 @@
 """The ``inventory`` command line.
 
-Exit codes: 0 success; 1 an account failed (the others still synced); 2 configuration or
+Exit codes: 0 success (an account skipped because another process syncs it, or superseded by a
+later run, is not a failure); 1 an account failed (the others still synced); 2 configuration or
 usage problem. A user's mistake gets one line on stderr, never a traceback.
 """
 
@@ -194,7 +195,10 @@ def sync_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """One pass over every configured account, then exit (1 if any account failed)."""
+    """One pass over every configured account, then exit (1 if any account failed).
+
+    An account another process is syncing right now is skipped (not a failure).
+    """
     from inventory.render import results_json, results_table
     from inventory.service import run_sync
 
@@ -208,7 +212,7 @@ def sync_command(
         sys.stdout.write(results_json(results) + "\n")
     else:
         out.print(results_table(results))
-    raise typer.Exit(0 if all(r.ok for r in results) else 1)
+    raise typer.Exit(1 if any(r.failed for r in results) else 0)
 
 
 def _select_accounts(accounts: list[Any], wanted: list[str]) -> list[Any]:

@@ -5,8 +5,10 @@ start-up   the schema must be at head (or ``--upgrade``); SQLite: one daemon per
 schedule   one APScheduler job per account (no overlap, missed runs coalesced), at most
            max_concurrency at once; intervals are aligned to a fixed epoch and cron times
            are absolute, so every replica shares the same cycles
-replicas   PostgreSQL advisory lock per account for the whole sync; holding it, an account
-           whose run already started in this cycle is skipped
+replicas   a lock per account for the whole sync (PostgreSQL advisory lock, SQLite lock file);
+           holding it, an account whose run already started in this cycle is skipped
+runs       every minute: record the outcome of runs whose recording failed, and close as
+           abandoned the runs of this host whose process is gone
 shutdown   first signal: schedule nothing more, give running syncs ``grace`` seconds, then
            abort them (nothing written, run recorded failed/Aborted) and exit 0;
            second signal: exit 130 at once
@@ -38,7 +40,7 @@ from inventory.db.engine import make_engine, sqlite_path
 from inventory.db.migrate import ensure_current, upgrade
 from inventory.errors import ConfigError, InventoryError
 from inventory.health import HealthServer, Probes, Readiness, check_readiness
-from inventory.locks import AdvisoryLocks, SingleDaemonLock
+from inventory.locks import SingleDaemonLock, account_locks
 from inventory.metrics import CONTENT_TYPE_LATEST, Metrics
 from inventory.service import fewer_collections, open_client
 from inventory.sync import Syncer, close_abandoned_runs, mark_unconfigured, utc_now
@@ -58,6 +60,7 @@ class DaemonOptions:
     abort_wait: float = 10.0  # then seconds aborted syncs may take to notice and roll back
     ready_max_age: float | None = None  # default: three cycles
     jitter: float = 0.0  # random delay, per account and cycle, added to each scheduled start
+    housekeeping: float = 60.0  # seconds between closing runs left behind (see _close_runs)
 
 
 @contextmanager
@@ -204,7 +207,7 @@ class Daemon:
                 client=client,
                 per_page=self.settings.page_size,
                 max_pages=self.settings.max_pages,
-                locks=AdvisoryLocks(engine) if engine.dialect.name == "postgresql" else None,
+                locks=account_locks(engine),
                 cancel=self.cancel,
                 on_result=self.metrics.observe,
             )
@@ -214,7 +217,7 @@ class Daemon:
                 accounts=len(self.accounts),
                 schedule=self.settings.sync_cron or f"every {self.period:g}s",
                 max_concurrency=self.settings.max_concurrency,
-                replicas="advisory locks" if syncer.locks is not None else "single daemon",
+                replicas="single daemon" if engine.dialect.name == "sqlite" else "advisory locks",
             )
             while not self.stopping.wait(0.5):
                 pass
@@ -300,6 +303,14 @@ class Daemon:
                 name="prune history",
                 next_run_time=now + timedelta(minutes=1),
             )
+        scheduler.add_job(
+            self._close_runs,
+            IntervalTrigger(seconds=self.options.housekeeping, timezone=UTC),
+            args=(syncer,),
+            id="close-runs",
+            name="close runs left behind",
+            next_run_time=now + timedelta(seconds=self.options.housekeeping),
+        )
         scheduler.add_listener(self._on_overlap, EVENT_JOB_MAX_INSTANCES)
         scheduler.start()
         self.scheduler = scheduler
@@ -338,7 +349,23 @@ class Daemon:
                 error=str(getattr(exc, "orig", None) or exc),
             )
 
+    def _close_runs(self, syncer: Syncer) -> None:
+        """No run stays 'running' once its work ended: ours that failed to record, dead ones."""
+        try:
+            syncer.close_unfinished()
+            closed = close_abandoned_runs(syncer.engine, now=utc_now(), host=syncer.host)
+        except SQLAlchemyError as exc:
+            log.warning(
+                "could not close runs left behind; the next minute tries again",
+                error=str(getattr(exc, "orig", None) or exc),
+            )
+            return
+        if closed:
+            log.warning("closed runs whose process is gone", runs=closed)
+
     def _on_overlap(self, event: Any) -> None:
+        if event.job_id in ("prune", "close-runs"):
+            return
         log.warning("previous sync still running; this cycle skipped", account_id=event.job_id)
         self.metrics.runs.labels(event.job_id, "skipped").inc()
 

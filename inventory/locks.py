@@ -1,11 +1,17 @@
-"""Who may sync what: PostgreSQL advisory locks per account, one daemon per SQLite file.
+"""Who may sync what: one process per account at a time, one daemon per SQLite file.
 
 On PostgreSQL every replica tries ``pg_try_advisory_lock`` on a dedicated connection held for a
 whole account sync (fetch and apply). The lock belongs to the database session, so a replica that
 dies, even by SIGKILL, loses its connection and with it the lock: nothing is left to clean up.
 
-SQLite has no such locks and one writer at a time: the daemon takes an exclusive ``flock`` on
-``<database>.lock`` and a second daemon on the same file refuses to start.
+SQLite has no such locks: each account sync takes an exclusive ``flock`` on
+``<database>.locks/<account id>.lock`` (FileLocks), and the daemon one on ``<database>.lock``
+for its whole life, so a second daemon on the same file refuses to start. ``<database>`` is the
+file's resolved path: a symlink or a relative path to the same file finds the same locks. Like
+an advisory lock, a flock dies with its process.
+
+Either lock only avoids wasted work: the fencing token (inventory.db.runs) is what keeps an
+older read from being applied over a newer one if a lock is lost.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +32,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from inventory.errors import InventoryError
 
-__all__ = ["AdvisoryLocks", "AlreadyRunningError", "SingleDaemonLock", "advisory_key"]
+__all__ = [
+    "AdvisoryLocks",
+    "AlreadyRunningError",
+    "FileLocks",
+    "SingleDaemonLock",
+    "account_locks",
+    "advisory_key",
+    "lock_base",
+]
 
 log = structlog.get_logger("inventory.locks")
 _NAMESPACE = b"inventory:account:"  # keeps our keys apart from other users of the database
@@ -40,6 +56,16 @@ def advisory_key(account_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def account_locks(engine: Engine) -> AdvisoryLocks | FileLocks | None:
+    """The per-account locks for this engine's database (None for in-memory SQLite)."""
+    if engine.dialect.name == "postgresql":
+        return AdvisoryLocks(engine)
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
+        return FileLocks(Path(database))
+    return None
+
+
 class AdvisoryLocks:
     """Session-level advisory locks, one per account, each on its own pooled connection."""
 
@@ -47,6 +73,9 @@ class AdvisoryLocks:
         if engine.dialect.name != "postgresql":
             raise ValueError("advisory locks need PostgreSQL")
         self.engine = engine
+
+    def holder(self, account_id: str) -> str:
+        return ""  # another replica's backend pid would mean nothing to an operator
 
     @contextmanager
     def hold(self, account_id: str) -> Iterator[bool]:
@@ -79,34 +108,97 @@ def _release(conn: Connection, key: int) -> None:
         conn.invalidate()
 
 
+def lock_base(database: Path) -> Path:
+    """The database file's resolved path: what every lock of that file is named after."""
+    return database.resolve()
+
+
+def _private(path: Path) -> IO[str]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    return os.fdopen(fd, "r+", encoding="utf-8")
+
+
+def _try_flock(path: Path) -> IO[str] | None:
+    """The open file with an exclusive flock on it, or None when another holder has it."""
+    handle = _private(path)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    except BaseException:
+        handle.close()
+        raise
+    # Who holds it, for the next one to say (a flock is tied to the open file, not to this text).
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+    handle.flush()
+    return handle
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").split()
+    except OSError:
+        return ""
+    return text[0] if text and text[0].isdigit() else ""
+
+
+class FileLocks:
+    """Per-account exclusion across processes on one SQLite file: ``flock`` on lock files.
+
+    Each hold opens its own file, so two threads of one process exclude each other too.
+    """
+
+    def __init__(self, database: Path) -> None:
+        self.database = lock_base(database)
+        self.directory = self.database.with_name(self.database.name + ".locks")
+
+    def path(self, account_id: str) -> Path:
+        safe = re.fullmatch(r"[0-9A-Za-z_-]{1,64}", account_id) is not None
+        name = account_id if safe else f"{advisory_key(account_id) & (2**64 - 1):016x}"
+        return self.directory / f"{name}.lock"
+
+    def holder(self, account_id: str) -> str:
+        """The pid that last took the account's lock (who holds it, when it is held)."""
+        return _holder(self.path(account_id))
+
+    @contextmanager
+    def hold(self, account_id: str) -> Iterator[bool]:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handle = _try_flock(self.path(account_id))
+        try:
+            yield handle is not None
+        finally:
+            # The file stays (see SingleDaemonLock.release); closing it releases the flock.
+            if handle is not None:
+                handle.close()
+
+
 class SingleDaemonLock:
     """An exclusive ``flock`` on ``<database>.lock``, held for the daemon's whole life."""
 
     def __init__(self, database: Path) -> None:
         self.database = database
-        self.path = database.with_name(database.name + ".lock")
+        base = lock_base(database)
+        self.path = base.with_name(base.name + ".lock")
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            handle.close()
-            who = f" (pid {holder})" if holder.isdigit() else ""
+        handle = _try_flock(self.path)
+        if handle is None:
+            holder = _holder(self.path)
+            who = f" (pid {holder})" if holder else ""
+            base = lock_base(self.database)
+            same = "" if base == self.database else f" (that is {base})"
             msg = (
-                f"another `inventory run`{who} already uses {self.database}: "
+                f"another `inventory run`{who} already uses {self.database}{same}: "
                 "a SQLite database takes a single daemon; stop the other one, "
                 "or use PostgreSQL to run several replicas"
             )
-            raise AlreadyRunningError(msg) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+            raise AlreadyRunningError(msg)
         self._file = handle
 
     def release(self) -> None:

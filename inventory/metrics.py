@@ -93,7 +93,7 @@ class Metrics:
     def prepare(self, account_ids: list[str]) -> None:
         """Create the zero series up front, so rate() and absent() work from the first scrape."""
         for account in account_ids:
-            for status in ("succeeded", "partial", "failed", "skipped"):
+            for status in ("succeeded", "partial", "failed", "superseded", "skipped"):
                 self.runs.labels(account, status)
             self.retries.labels(account)
 

@@ -22,7 +22,13 @@ KIND_COLUMNS = (
     ("prompt", "prompts"),
     ("override", "overrides"),
 )
-STATUS_STYLE = {"succeeded": "green", "partial": "yellow", "failed": "red", "skipped": "dim"}
+STATUS_STYLE = {
+    "succeeded": "green",
+    "partial": "yellow",
+    "failed": "red",
+    "superseded": "cyan",
+    "skipped": "dim",
+}
 
 
 def _cell(counts: Mapping[str, int] | None) -> str:

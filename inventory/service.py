@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from inventory.client import CloudflareClient
 from inventory.db.engine import make_engine
 from inventory.db.migrate import ensure_current
-from inventory.locks import AdvisoryLocks
+from inventory.locks import account_locks
 from inventory.ratelimit import RateLimiterRegistry
 from inventory.sync import AccountResult, ProgressCallback, Syncer, mark_unconfigured
 
@@ -119,7 +119,7 @@ def run_sync(
                 max_pages=settings.max_pages,
                 on_page=on_page,
                 # Beside running daemons, a one-shot sync takes the same per-account locks.
-                locks=AdvisoryLocks(engine) if engine.dialect.name == "postgresql" else None,
+                locks=account_locks(engine),
             )
             if all_accounts:
                 mark_unconfigured(engine, [a.id for a in accounts])

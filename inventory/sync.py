@@ -75,10 +75,14 @@ class Aborted(InventoryError):  # noqa: N818 - its name is the error_class runs 
 
 
 class AccountLocks(Protocol):
-    """Per-account mutual exclusion across processes (inventory.locks.AdvisoryLocks)."""
+    """Per-account mutual exclusion across processes (inventory.locks: AdvisoryLocks, FileLocks)."""
 
     def hold(self, account_id: str) -> AbstractContextManager[bool]:
         """Try to take the account's lock for the block; yields False when someone else has it."""
+        ...
+
+    def holder(self, account_id: str) -> str:
+        """The pid holding the account's lock when known, else ''."""
         ...
 
 
@@ -291,7 +295,10 @@ class Syncer:
         cycle_start: datetime | None,
     ) -> bool:
         if not held:
-            result.status, result.error = "skipped", "another replica is syncing this account"
+            holder = self.locks.holder(account.id) if self.locks is not None else ""
+            who = f" (pid {holder})" if holder else ""
+            result.status = "skipped"
+            result.error = f"another process{who} is syncing this account; skipped, not a failure"
             return True
         if self.locks is not None:
             self._close_dead_runs(account.id)

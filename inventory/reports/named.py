@@ -52,6 +52,12 @@ REPORTS: dict[str, NamedReport] = {
             "period",
         ),
         NamedReport("sync-failures", "failed and abandoned sync runs", sql.SYNC_FAILURES, "period"),
+        NamedReport(
+            "sync-runs",
+            "every sync run and its status (superseded and running included)",
+            sql.SYNC_RUNS,
+            "period",
+        ),
     )
 }
 

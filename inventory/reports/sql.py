@@ -133,10 +133,12 @@ ORDER BY at, account_id, server_id, kind, item_name
 SYNC_STATUS = """
 SELECT h.account_id, h.account_name, h.configured, h.last_status, h.last_sync_at,
        h.last_success_at, COALESCE(p.runs, 0) AS runs, COALESCE(p.failures, 0) AS failures,
-       p.avg_duration_seconds, h.last_failure_at, h.last_error_class, h.last_error_message
+       COALESCE(p.superseded, 0) AS superseded, p.avg_duration_seconds, h.last_failure_at,
+       h.last_error_class, h.last_error_message
 FROM sync_health h
 LEFT JOIN (
   SELECT account_id, COUNT(*) AS runs, SUM(is_failure) AS failures,
+         SUM(CASE WHEN status = 'superseded' THEN 1 ELSE 0 END) AS superseded,
          AVG(duration_seconds) AS avg_duration_seconds
   FROM sync_run_durations
   WHERE started_at >= :since
@@ -149,6 +151,15 @@ SYNC_FAILURES = """
 SELECT account_id, run_id, started_at, status, error_class, error_message, duration_seconds
 FROM sync_run_durations
 WHERE is_failure = 1 AND started_at >= :since AND started_at < :until
+ORDER BY started_at, run_id
+"""
+
+SYNC_RUNS = """
+SELECT account_id, run_id, started_at, finished_at, status, added, changed, removed,
+       error_class, error_message, duration_seconds
+FROM sync_run_durations
+WHERE started_at >= :since AND started_at < :until
+  AND (CAST(:account_id AS TEXT) IS NULL OR account_id = :account_id)
 ORDER BY started_at, run_id
 """
 
@@ -223,6 +234,7 @@ DOCUMENTED: dict[str, str] = {
     "capability-changes": CAPABILITY_CHANGES,
     "sync-status": SYNC_STATUS,
     "sync-failures": SYNC_FAILURES,
+    "sync-runs": SYNC_RUNS,
     "exposure-as-of": EXPOSURE_AS_OF,
     "code-mode": CODE_MODE,
     "no-gateway": NO_GATEWAY,
