@@ -11,10 +11,10 @@ whose outcome cannot be recorded is retried a few times, then kept and retried b
 ``close_unfinished`` (the daemon calls it), so no run stays ``running`` once its work ended.
 
 For the daemon a Syncer also takes: ``locks`` (held for a whole account sync, so processes on one
-database never sync an account at once: PostgreSQL advisory locks, SQLite lock files),
-``cancel`` (checked between pages and before the
-apply transaction: a set event aborts the sync, which writes nothing and is recorded as failed
-with error_class ``Aborted``) and ``on_result`` (metrics).
+database never sync an account at once: PostgreSQL advisory locks, SQLite lock files), ``cancel``
+(checked between pages and before the apply transaction: a set event aborts the sync, which
+writes nothing and is recorded as failed with error_class ``Aborted``) and ``on_result``
+(metrics).
 """
 
 from __future__ import annotations
