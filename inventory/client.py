@@ -1,6 +1,6 @@
 """The HTTP client for Cloudflare's API: credentials per call, retries in one place, strict bodies.
 
-    get_page
+    get_page (get_detail: one entity, its 404 told apart as "gone" or not)
     └── stamina.retry_context, decided by ``_retry_wait`` (429/5xx/520-530, timeouts, dropped
         connections; Retry-After honoured; bounded by attempts and by seconds)
         └── _attempt: limiter.acquire_slot() → send (streamed) → limiter.observe() + settle()
@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import stamina
@@ -37,10 +37,22 @@ from inventory.ratelimit import (
     retry_after,
 )
 
-__all__ = ["RETRY_STATUSES", "CloudflareClient", "Page", "RequestStats"]
+__all__ = [
+    "NOT_FOUND_CODES",
+    "RETRY_STATUSES",
+    "CloudflareClient",
+    "Detail",
+    "Page",
+    "RequestStats",
+]
 
 # 520-530 are Cloudflare's own edge errors: the origin was unreachable or misbehaved.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, *range(520, 531)})
+# Cloudflare's error codes that mean "no such entity" on the MCP detail routes (GET
+# …/mcp/portals/{id} and …/mcp/servers/{id}). The published spec's 404 example is 7002; an unknown
+# account (7003) or route (7000) is a 404 too but says nothing about the entity, so it is not here.
+# This is the one place the set is kept; docs/reliability.md explains how a deletion is confirmed.
+NOT_FOUND_CODES = frozenset({7002})
 _RETRY_EXCEPTIONS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _SECRET_HEADERS = frozenset({"authorization", "x-auth-key", "x-auth-user-service-key", "cookie"})
 _ERROR_BODY_LIMIT = 64 * 1024  # enough for any error envelope; the rest of an error page is noise
@@ -132,6 +144,7 @@ class _Call:
     pending_rate_limit_wait: float | None = None
     gave_up_because: str = ""
     known: Collection[str] = ()  # digests of bodies the caller need not have decoded
+    single: bool = False  # a detail route: ``result`` is one object, not a list
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -154,6 +167,19 @@ class Page:
         if self.envelope is None:
             self.envelope = decode_known(self.body)
         return self.envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """What a detail GET says of one entity: ``found`` (with its record), ``gone``, or ``unknown``.
+
+    ``gone`` only for a 404 whose JSON envelope carries nothing but codes in NOT_FOUND_CODES;
+    anything else that is not a 200 with a record is ``unknown``, and ``reason`` says why.
+    """
+
+    state: Literal["found", "gone", "unknown"]
+    record: dict[str, Any] | None = None
+    reason: str = ""
 
 
 class CloudflareClient:
@@ -219,6 +245,7 @@ class CloudflareClient:
         credential_key: str,
         stats: RequestStats | None = None,
         known: Collection[str] = (),
+        single: bool = False,
     ) -> Page:
         """GET ``path`` under ``base_url``; the page with Cloudflare's success envelope, or a
         FetchError. A body whose digest is in ``known`` is returned undecoded
@@ -240,6 +267,7 @@ class CloudflareClient:
             stats=stats if stats is not None else RequestStats(),
             start=self._clock(),
             known=known,
+            single=single,
         )
         limiter = self._limiters.get(credential_key)
         try:
@@ -254,6 +282,34 @@ class CloudflareClient:
         except _RetryableError as exc:
             raise self._gave_up(call, exc) from None
         raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
+
+    def get_detail(
+        self,
+        path: str,
+        *,
+        headers: dict[str, str],
+        credential_key: str,
+        stats: RequestStats | None = None,
+    ) -> Detail:
+        """GET one entity (``…/mcp/portals/{id}``): found, gone, or unknown. Never raises a
+        FetchError: whatever went wrong is the ``unknown`` reason, retries spent as for a page."""
+        try:
+            page = self.get_page(
+                path,
+                params={},
+                headers=headers,
+                credential_key=credential_key,
+                stats=stats,
+                single=True,
+            )
+        except ApiError as exc:
+            if exc.status_code == 404 and exc.codes and set(exc.codes) <= NOT_FOUND_CODES:
+                return Detail("gone", reason=str(exc))
+            return Detail("unknown", reason=str(exc))
+        except FetchError as exc:
+            return Detail("unknown", reason=str(exc))
+        record: dict[str, Any] = page.decoded()["result"]
+        return Detail("found", record=record)
 
     def _build(
         self, path: str, params: dict[str, str | int], headers: dict[str, str]
@@ -489,5 +545,7 @@ def _parse_envelope(call: _Call, response: httpx.Response, limit: int) -> Page:
     page = Page(digest=digest(body), body=body)
     if page.digest in call.known:
         return page  # the caller holds what these very bytes meant last time: not decoded
-    page.envelope = decode_envelope(body, call=call, status_code=response.status_code)
+    page.envelope = decode_envelope(
+        body, call=call, status_code=response.status_code, single=call.single
+    )
     return page

@@ -207,6 +207,7 @@ class Daemon:
                 client=client,
                 per_page=self.settings.page_size,
                 max_pages=self.settings.max_pages,
+                confirm_threshold=self.settings.confirm_threshold,
                 locks=account_locks(engine),
                 cancel=self.cancel,
                 on_result=self.metrics.observe,

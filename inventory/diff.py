@@ -6,12 +6,12 @@ the order in which the API lists things never shows up as a change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from inventory.transform import KINDS, Coverage, Key, Kind, Row, Snapshot
 
-__all__ = ["ChangeSet", "KindChanges", "diff_snapshot"]
+__all__ = ["ChangeSet", "KindChanges", "diff_snapshot", "portal_only_absences"]
 
 
 @dataclass(slots=True)
@@ -83,3 +83,23 @@ def diff_snapshot(
         changes.deletes.sort()
         kinds[kind] = changes
     return ChangeSet(kinds=kinds)
+
+
+def portal_only_absences(
+    portal_only: Collection[str], pending: Collection[str], coverage: Coverage
+) -> tuple[set[str], set[str]]:
+    """Stored servers only portals showed → (gone now, absent now).
+
+    Such a server cannot be confirmed through ``/servers/{id}``, so it goes only when two
+    consecutive syncs with a complete portal listing found it in no portal: ``pending`` are the
+    ones the previous such sync found absent. A sync whose portal listing is not complete breaks
+    the chain (nothing is absent now, so nothing stays pending).
+    """
+    if not coverage.portals_complete:
+        return set(), set()
+    absent = {
+        server_id
+        for server_id in portal_only
+        if server_id not in coverage.listed_servers and server_id not in coverage.protected_servers
+    }
+    return absent & set(pending), absent

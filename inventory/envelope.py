@@ -45,8 +45,11 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"non-standard JSON literal {name}")
 
 
-def decode_envelope(body: bytes, *, call: Caller, status_code: int) -> dict[str, Any]:
-    """Cloudflare's success envelope with a ``result`` list, from a JSON body; or the error."""
+def decode_envelope(
+    body: bytes, *, call: Caller, status_code: int, single: bool = False
+) -> dict[str, Any]:
+    """Cloudflare's success envelope with a ``result`` list (an object if ``single``), from a
+    JSON body; or the error."""
     status = f"HTTP {status_code}"
     document = _decode_json(call, body, status)
     if not isinstance(document, dict):
@@ -68,10 +71,12 @@ def decode_envelope(body: bytes, *, call: Caller, status_code: int) -> dict[str,
         raise call.error(
             BadResponseError, f"the envelope from {call.what} has no boolean 'success' ({status})"
         )
-    if not isinstance(document.get("result"), list):
+    expected = dict if single else list
+    if not isinstance(document.get("result"), expected):
         raise call.error(
             BadResponseError,
-            f"'result' from {call.what} is {kind(document.get('result'))}, expected a list",
+            f"'result' from {call.what} is {kind(document.get('result'))}, expected "
+            + ("an object" if single else "a list"),
         )
     return document
 

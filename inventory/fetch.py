@@ -1,20 +1,30 @@
 """Page through one MCP listing of one account: a "dumb" get that returns everything or raises.
 
 No reshaping and no retries here (the client keeps those). ``result_info`` is not in Cloudflare's
-spec, so the listing ends on an empty page, a short page, the last of ``total_pages`` when it is
-given, or a page that repeats the previous one. A listing that changed while it was paged is still
-returned, marked ``consistent=False`` with the reasons, so the caller can keep it from deleting
-anything.
+spec, and an API may serve fewer items than ``per_page`` asks without saying so, so a short page
+is not the end. A listing ends only where the data ends:
+
+- an empty page;
+- a page that repeats the previous one;
+- the last of ``total_pages`` when ``result_info`` gives it, or a short page once the items listed
+  reach its ``total_count``;
+- a JSON error envelope with 400 or 404 for a page after a full one (an API that refuses to page
+  past its end). Such a listing records how it ended (``end_error``); nothing proves it complete,
+  so each of its deletion candidates is confirmed individually like any other, and no memo of it
+  is kept.
+
+``max_pages`` still guards against a listing that never ends. A listing that changed while it was
+paged is still returned, marked ``consistent=False`` with the reasons, so the caller can keep it
+from deleting anything. What a consistent-looking listing may still have missed (an item deleted
+from an already-served page shifts the rest left by one) is caught by the caller, which confirms
+every deletion through the detail routes before recording it (``inventory.confirm``).
 
 Unchanged pages: given the digests of the pages a previous clean run read (``known``), a page
 whose body is byte for byte the one read then is not decoded. A listing whose every page matches,
 to the same last page, is returned ``unchanged``, its items still undecoded (``decoded()``
 decodes them when the other listing of the account changed); at the first page that differs the
 held pages are decoded and paging goes on as usual. The same bytes make the same decisions, so
-an unchanged listing ends where it ended before.
-
-Known blind spot: an item deleted from an earlier page while later pages are read shifts the rest
-left by one, so one item is never seen; without ``total_count`` nothing in the responses shows it.
+an unchanged listing ends where it ended before (the terminal empty page is one of its pages).
 """
 
 from __future__ import annotations
@@ -25,13 +35,14 @@ from typing import Any, Literal, get_args
 from urllib.parse import quote
 
 from inventory.client import CloudflareClient, Page, RequestStats
-from inventory.errors import BadResponseError, PagingError
+from inventory.errors import ApiError, BadResponseError, PagingError
 
-__all__ = ["Endpoint", "Listing", "fetch_listing", "listing_path"]
+__all__ = ["Endpoint", "Listing", "detail_path", "fetch_listing", "listing_path"]
 
 Endpoint = Literal["portals", "servers"]
 _MAX_PER_PAGE = 100
 _MAX_REPORTED_REPEATS = 5  # a listing shifted by a whole page would otherwise list every id
+_PAST_END_STATUSES = (400, 404)  # what an API may answer for a page past its last one
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,8 @@ class Listing:
     digests: tuple[str, ...] = field(default=(), compare=False)  # of each page body, in order
     per_page: int = field(default=_MAX_PER_PAGE, compare=False)
     held: tuple[Page, ...] = field(default=(), repr=False, compare=False)  # undecoded pages
+    # Set when a 400/404 error envelope for the page after a full one ended the listing.
+    end_error: str | None = field(default=None, compare=False)
 
     @property
     def unchanged(self) -> bool:
@@ -64,6 +77,10 @@ class Listing:
 
 def listing_path(account_id: str, endpoint: Endpoint) -> str:
     return f"/accounts/{quote(account_id, safe='')}/access/ai-controls/mcp/{endpoint}"
+
+
+def detail_path(account_id: str, endpoint: Endpoint, entity_id: str) -> str:
+    return f"{listing_path(account_id, endpoint)}/{quote(entity_id, safe='')}"
 
 
 def fetch_listing(
@@ -89,14 +106,21 @@ def fetch_listing(
     digests: list[str] = []
     for page in range(1, max_pages + 1):
         expected = known[page - 1] if len(held) == page - 1 and page <= len(known) else None
-        response = client.get_page(
-            path,
-            params={"page": page, "per_page": per_page},
-            headers=headers,
-            credential_key=credential_key,
-            stats=stats,
-            known=(expected,) if expected is not None else (),
-        )
+        try:
+            response = client.get_page(
+                path,
+                params={"page": page, "per_page": per_page},
+                headers=headers,
+                credential_key=credential_key,
+                stats=stats,
+                known=(expected,) if expected is not None else (),
+            )
+        except ApiError as exc:
+            _decode_held(state, held, path=path, per_page=per_page)
+            if not state.past_the_end(page, exc):
+                raise
+            listing = state.listing(page)
+            return replace(listing, digests=tuple(digests), per_page=per_page, end_error=str(exc))
         digests.append(response.digest)
         what = f"{path}?page={page}"
         if response.envelope is None:  # the body read at this page last time
@@ -115,9 +139,7 @@ def fetch_listing(
                     held=tuple(held),
                 )
             continue
-        for number, earlier in enumerate(held, start=1):  # the listing changed: decode them
-            state.take(number, earlier.decoded(), per_page=per_page, what=f"{path}?page={number}")
-        held.clear()
+        _decode_held(state, held, path=path, per_page=per_page)  # the listing changed
         ended = state.take(page, response.decoded(), per_page=per_page, what=what)
         if on_page is not None:
             on_page(endpoint, page, len(state.items))
@@ -128,6 +150,12 @@ def fetch_listing(
         f"{per_page}: Cloudflare kept sending full pages; raise max_pages if that many is real",
         url=path,
     )
+
+
+def _decode_held(state: _Pages, held: list[Page], *, path: str, per_page: int) -> None:
+    for number, earlier in enumerate(held, start=1):
+        state.take(number, earlier.decoded(), per_page=per_page, what=f"{path}?page={number}")
+    held.clear()
 
 
 class _Pages:
@@ -141,6 +169,17 @@ class _Pages:
         self.problems: list[str] = []
         self.previous: list[object] | None = None
         self.total_count: int | None = None
+        self.largest = 0  # the most items one page of this listing held
+        self.last_full = False  # whether the last page read held as many as pages go
+
+    def past_the_end(self, page: int, exc: ApiError) -> bool:
+        """Whether an error for ``page`` is an API refusing to page past its end."""
+        return (
+            page > 1
+            and self.last_full
+            and exc.status_code in _PAST_END_STATUSES
+            and bool(exc.codes)  # a JSON error envelope, not an HTML page or a bare status
+        )
 
     def take(self, page: int, envelope: dict[str, Any], *, per_page: int, what: str) -> bool:
         """Add one page; True when it was the last."""
@@ -164,10 +203,16 @@ class _Pages:
         self.previous = signature
         for item in result:
             self._add(page, item)
-        # Trust the server's page size when it is smaller than asked, or a capped page looks short.
-        size = min(per_page, _count(info.get("per_page")) or per_page)
+        # A server may serve fewer than asked without a word: a page as long as the longest is
+        # full. A short page ends the listing only when result_info says it is the last.
+        self.largest = max(self.largest, len(result))
+        self.last_full = len(result) >= min(per_page, self.largest)
         total_pages = _count(info.get("total_pages"))
-        return len(result) < size or (total_pages is not None and page >= total_pages)
+        if total_pages is not None:
+            return page >= total_pages
+        size = min(per_page, _count(info.get("per_page")) or per_page)
+        total = self.total_count
+        return len(result) < size and total is not None and len(self.items) >= total
 
     def _add(self, page: int, item: dict[str, Any]) -> None:
         item_id = item.get("id")

@@ -117,6 +117,7 @@ def run_sync(
                 client=client,
                 per_page=settings.page_size,
                 max_pages=settings.max_pages,
+                confirm_threshold=settings.confirm_threshold,
                 on_page=on_page,
                 # Beside running daemons, a one-shot sync takes the same per-account locks.
                 locks=account_locks(engine),

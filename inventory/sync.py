@@ -36,15 +36,17 @@ from sqlalchemy import Connection, Engine, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from inventory.client import CloudflareClient, RequestStats
+from inventory.confirm import Confirmation, confirm_deletions, listed_ids
 from inventory.db import models
+from inventory.db.absences import read_absences, read_stored_ids, write_absences
 from inventory.db.load import TABLES, apply_changes, read_stored, record_rejections
 from inventory.db.memo import memo_value, read_memo
 from inventory.db.runs import abandon_runs, check_fence, finish_run, open_run
-from inventory.diff import ChangeSet, diff_snapshot
+from inventory.diff import ChangeSet, diff_snapshot, portal_only_absences
 from inventory.errors import FetchError, InventoryError
 from inventory.fetch import Endpoint, Listing, fetch_listing
 from inventory.redaction import scrub_text
-from inventory.transform import transform_account
+from inventory.transform import TransformResult, transform_account
 
 __all__ = [
     "Aborted",
@@ -113,6 +115,7 @@ class AccountResult:
     requests: int = 0
     pages: int = 0
     retries: int = 0
+    confirmations: int = 0  # detail requests that checked deletions before they were recorded
     duration: float = 0.0
     consistent: bool | None = None
     error_class: str | None = None
@@ -169,6 +172,7 @@ class Syncer:
         client: CloudflareClient,
         per_page: int = 100,
         max_pages: int = 1000,
+        confirm_threshold: int = 20,
         clock: Clock = utc_now,
         on_page: ProgressCallback | None = None,
         locks: AccountLocks | None = None,
@@ -181,6 +185,7 @@ class Syncer:
         self.client = client
         self.per_page = per_page
         self.max_pages = max_pages
+        self.confirm_threshold = confirm_threshold
         self.clock = clock
         self.on_page = on_page
         self.locks = locks
@@ -400,14 +405,22 @@ class Syncer:
                         entities.update(_count_entities(conn, account.id))
                     return
         portals, servers = portals.decoded(), servers.decoded()
-        result.consistent = portals.consistent and servers.consistent
-        problems = [*portals.problems, *servers.problems]
+        confirmation = self._confirm(account, portals, servers, stats, result)
+        result.pages += confirmation.pages
+        portals_consistent = portals.consistent and "portals" not in confirmation.hid
+        servers_consistent = servers.consistent and "servers" not in confirmation.hid
+        result.consistent = portals_consistent and servers_consistent
+        problems = [*portals.problems, *servers.problems, *confirmation.problems]
         transformed = transform_account(
-            portals.items,
-            servers.items,
-            portals_consistent=portals.consistent,
-            servers_consistent=servers.consistent,
+            [*portals.items, *confirmation.found["portals"]],
+            [*servers.items, *confirmation.found["servers"]],
+            portals_consistent=portals_consistent,
+            servers_consistent=servers_consistent,
+            gone_portals=confirmation.gone["portals"],
+            gone_servers=confirmation.gone["servers"],
         )
+        transformed.coverage.protected_portals |= confirmation.kept["portals"]
+        transformed.coverage.protected_servers |= confirmation.kept["servers"]
         result.rejected = len(transformed.rejections)
         if transformed.rejections:
             problems.append(f"{result.rejected} record(s) rejected, see rejected_records")
@@ -415,24 +428,80 @@ class Syncer:
         if problems:
             result.error_class = "Incomplete"
             result.error = "; ".join(problems) + "; nothing was deleted that this hid"
-        # Only a clean run vouches for its pages; a partial one leaves no memo to trust.
-        new_memo = None if problems else memo_value(result.run_id, portals.digests, servers.digests)
+        # Only a clean run vouches for its pages; a partial one leaves no memo to trust, nor does
+        # a listing that ended on an error (its last page is not one a resync can match).
+        clean = not problems and portals.end_error is None and servers.end_error is None
         self._check_cancel()
         with self._writing(), self.engine.begin() as conn:
             self._check_cancel()  # waiting for SQLite's writer lock may have taken a while
             if self._superseded(conn, result, observed_at):
                 return
-            changes = diff_snapshot(
-                read_stored(conn, account.id), transformed.snapshot, transformed.coverage
-            )
+            changes, pending = self._diff(conn, account.id, transformed, result.run_id)
             apply_changes(conn, account.id, changes, run_id=result.run_id, observed_at=observed_at)
             record_rejections(conn, account.id, result.run_id, transformed.rejections)
             result.counts = changes.counts()
+            # Portal-only servers awaiting their second absence: the next run must look again.
+            new_memo = (
+                memo_value(result.run_id, portals.digests, servers.digests)
+                if clean and not pending
+                else None
+            )
             self._finish_run(
                 conn, result, applied=True, changes=changes, observed_at=observed_at, memo=new_memo
             )
             if self.on_result is not None:
                 entities.update(_count_entities(conn, account.id))
+
+    def _confirm(
+        self,
+        account: SyncAccount,
+        portals: Listing,
+        servers: Listing,
+        stats: RequestStats,
+        result: AccountResult,
+    ) -> Confirmation:
+        """Ask Cloudflare about each stored portal and server the listings no longer show."""
+        with self.engine.connect() as conn:
+            stored = read_stored_ids(conn, account.id)
+        candidates: dict[Endpoint, set[str]] = {
+            "portals": stored.portals - listed_ids(portals.items),
+            "servers": stored.listed_servers - listed_ids(servers.items),
+        }
+        done = Confirmation()
+        if not any(candidates.values()):
+            return done
+        try:
+            return confirm_deletions(
+                self.client,
+                account_id=account.id,
+                headers=account.auth_headers(),
+                credential_key=account.credential_key,
+                stats=stats,
+                listings={"portals": portals, "servers": servers},
+                candidates=candidates,
+                threshold=self.confirm_threshold,
+                reread=lambda endpoint: self._fetch(account, endpoint, stats, known=()),
+                check=self._check_cancel,
+                into=done,
+            )
+        finally:
+            result.requests, result.retries = stats.requests, stats.retries
+            result.confirmations = done.requests
+
+    def _diff(
+        self, conn: Any, account_id: str, transformed: TransformResult, run_id: int
+    ) -> tuple[ChangeSet, set[str]]:
+        """The changes to apply, with the two-sync rule for servers only portals showed."""
+        coverage = transformed.coverage
+        stored = read_stored_ids(conn, account_id)
+        before = read_absences(conn, account_id)
+        gone, absent = portal_only_absences(stored.portal_only_servers, before, coverage)
+        assert coverage.gone_servers is not None
+        coverage.gone_servers |= gone
+        changes = diff_snapshot(read_stored(conn, account_id), transformed.snapshot, coverage)
+        pending = absent - {key[0] for key in changes.kinds["server"].deletes}
+        write_absences(conn, account_id, pending, before=before, run_id=run_id)
+        return changes, pending
 
     def _begin_run(self, account: SyncAccount) -> int:
         with self._writing(), self.engine.begin() as conn:
@@ -487,6 +556,7 @@ class Syncer:
             "requests": result.requests,
             "pages": result.pages,
             "retries": result.retries,
+            "confirmations": result.confirmations,
             "consistent": result.consistent,
             "error_class": result.error_class,
             "error_message": result.error,
@@ -559,6 +629,7 @@ class Syncer:
             rejected=result.rejected,
             requests=result.requests,
             retries=result.retries,
+            confirmations=result.confirmations,
             unchanged=result.unchanged,
             duration_s=round(result.duration, 3),
             error=result.error,

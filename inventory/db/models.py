@@ -41,6 +41,7 @@ __all__ = [
     "PromptVersion",
     "RejectedRecord",
     "Server",
+    "ServerAbsence",
     "ServerVersion",
     "SyncRun",
     "Tool",
@@ -115,9 +116,27 @@ class SyncRun(Base):
     requests: Mapped[int] = mapped_column(default=0)
     pages: Mapped[int] = mapped_column(default=0)
     retries: Mapped[int] = mapped_column(default=0)
+    # Detail requests sent to confirm deletions (and the one probe of a listed id).
+    confirmations: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     consistent: Mapped[bool | None]
     error_class: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class ServerAbsence(Base):
+    """A stored server only portals showed, absent from every portal of a complete listing.
+
+    Such a server cannot be confirmed gone through ``/servers/{id}``: it is deleted when a
+    second consecutive complete sync still finds it in no portal (a shift of the portal listing
+    can hide the one portal that holds it). A sync that finds it again, or whose portal listing
+    is not complete, clears the row.
+    """
+
+    __tablename__ = "server_absences"
+
+    account_id: Mapped[str32] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    server_id: Mapped[str64] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(BigIntId)  # the run that first found it absent
 
 
 class RejectedRecord(Base):

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     rate_limit_requests: int = Field(1200, ge=1, description="requests allowed per period")
     rate_limit_period: Seconds = Field(300.0, description="rate limit window, seconds")
     max_pages: int = Field(1000, ge=1, description="page cap per listing")
+    confirm_threshold: int = Field(
+        20,
+        ge=0,
+        description="deletion candidates in one listing above which it is read again first",
+    )
     max_response_bytes: int = Field(50_000_000, ge=1, description="largest response body accepted")
     verify_tls: bool = Field(True, description="verify the API's TLS certificate")
     ca_bundle: Path | None = Field(None, description="CA bundle file to verify TLS with")

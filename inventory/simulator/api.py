@@ -1,6 +1,8 @@
-"""What the simulated API answers to one list request, decided without touching a socket.
+"""What the simulated API answers to one request, decided without touching a socket.
 
-Checks run in Cloudflare's order: route, credentials, account, revocation, rate limit, paging; a
+Two routes per endpoint: the listing (``…/mcp/portals``) and the detail (``…/mcp/portals/{id}``,
+404 with error 7002 for an id it does not have, as the published spec's example). Checks run in
+Cloudflare's order: route, credentials, account, revocation, rate limit, paging; a
 scripted fault then gets its chance to change the answer. The result is a ``Response`` the HTTP
 layer writes out, possibly cut short (``cut``) to play a stalled or truncated transfer.
 """
@@ -22,9 +24,12 @@ from inventory.simulator.pages import error_body
 from inventory.simulator.ratelimit import RateLimiter
 from inventory.simulator.state import RequestRecord, SimulatedCloudflare
 
-__all__ = ["API_PATH", "Response", "handle_api"]
+__all__ = ["API_PATH", "DETAIL_PATH", "Response", "handle_api"]
 
 API_PATH = re.compile(r"^/client/v4/accounts/([^/]*)/access/ai-controls/mcp/(portals|servers)/?$")
+DETAIL_PATH = re.compile(
+    r"^/client/v4/accounts/([^/]*)/access/ai-controls/mcp/(portals|servers)/([^/]+)/?$"
+)
 
 _HTML = (
     b"<!DOCTYPE html>\n<html><head>"
@@ -41,6 +46,7 @@ _STATUS_ERRORS = {
     503: (10003, "Service temporarily unavailable"),
     504: (10004, "Gateway timeout"),
 }
+_PAST_END_ERRORS = {400: (10001, "page out of range"), 404: (7002, "Not Found")}
 _rays = itertools.count(0x7A3F00000000)
 
 
@@ -61,6 +67,7 @@ class _Seen:
     page: int | None = None
     per_page: int | None = None
     auth: str | None = None
+    entity_id: str | None = None  # a detail request's id
 
 
 def _error(status: int, code: int, message: str, chain: tuple[int, str] | None = None) -> Response:
@@ -112,8 +119,6 @@ def _paging(query: Mapping[str, str], seen: _Seen) -> Response | None:
 def _fault_response(sim: SimulatedCloudflare, fault: Fault, seen: _Seen) -> Response | None:
     assert seen.account_id
     assert seen.endpoint
-    assert seen.page
-    assert seen.per_page
     kind = fault.kind
     if kind == "status":
         code, message = _STATUS_ERRORS.get(
@@ -126,29 +131,48 @@ def _fault_response(sim: SimulatedCloudflare, fault: Fault, seen: _Seen) -> Resp
         elif fault.retry_after is not None:
             response.headers.append(("Retry-After", str(math.ceil(fault.retry_after))))
         return response
-    if kind == "html":
-        return Response(520, _HTML, content_type="text/html; charset=UTF-8")
-    if kind == "success_false":
-        return _error(200, 10013, "Temporary failure listing MCP resources, please retry")
-    if kind == "empty_body":
-        return Response(200, b"")
+    fixed = _fixed_answer(fault, seen.account_id)
+    if fixed is not None:
+        return fixed
     if kind == "delay":
         time.sleep(fault.seconds)
-    elif kind in ("drift_insert", "drift_remove"):
-        _drift(sim, seen.account_id, seen.endpoint, insert=kind == "drift_insert")
+    elif kind in ("drift_insert", "drift_remove", "drift_swap"):
+        _drift(sim, seen.account_id, seen.endpoint, kind=kind)
     return None
 
 
-def _drift(sim: SimulatedCloudflare, account_id: str, endpoint: str, *, insert: bool) -> None:
-    if endpoint == "portals":
-        if insert:
-            sim.add_portal(account_id, at_start=True)
-        elif ids := sim.portal_ids(account_id):
-            sim.delete_portal(account_id, ids[0])
-    elif insert:
-        sim.add_server(account_id, at_start=True)
-    elif ids := sim.server_ids(account_id):
-        sim.delete_server(account_id, ids[0])
+def _fixed_answer(fault: Fault, account_id: str) -> Response | None:
+    """The answer of a fault that replaces the response whatever the request."""
+    if fault.kind == "html":
+        return Response(520, _HTML, content_type="text/html; charset=UTF-8")
+    if fault.kind == "success_false":
+        return _error(200, 10013, "Temporary failure listing MCP resources, please retry")
+    if fault.kind == "empty_body":
+        return Response(200, b"")
+    if fault.kind == "past_end_error":
+        code, message = _PAST_END_ERRORS.get(fault.status, (10001, "page out of range"))
+        return _error(fault.status, code, message)
+    if fault.kind == "account_404":
+        return _account_404(account_id)
+    return None
+
+
+def _account_404(account_id: str) -> Response:
+    message = (
+        f"Could not route to /accounts/{account_id}, perhaps your object identifier is invalid?"
+    )
+    return _error(404, 7003, message)
+
+
+def _drift(sim: SimulatedCloudflare, account_id: str, endpoint: str, *, kind: str) -> None:
+    portals = endpoint == "portals"
+    if kind in ("drift_remove", "drift_swap"):
+        ids = sim.portal_ids(account_id) if portals else sim.listed_server_ids(account_id)
+        if ids:
+            (sim.delete_portal if portals else sim.delete_server)(account_id, ids[0])
+    if kind in ("drift_insert", "drift_swap"):
+        add = sim.add_portal if portals else sim.add_server
+        add(account_id, at_start=kind == "drift_insert")
 
 
 def _page(sim: SimulatedCloudflare, fault: Fault | None, seen: _Seen) -> Response:
@@ -157,8 +181,9 @@ def _page(sim: SimulatedCloudflare, fault: Fault | None, seen: _Seen) -> Respons
     assert seen.page
     assert seen.per_page
     repeat = fault is not None and fault.kind == "repeat_last_page"
+    cap = fault.cap if fault is not None and fault.kind == "page_cap" else None
     body = sim.page_body(
-        seen.account_id, seen.endpoint, seen.page, seen.per_page, repeat_last=repeat
+        seen.account_id, seen.endpoint, seen.page, seen.per_page, repeat_last=repeat, cap=cap
     )
     if fault is not None and fault.kind == "invalid_record":
         envelope = json.loads(body)
@@ -182,9 +207,14 @@ def _decide(
     seen: _Seen,
 ) -> Response:
     match = API_PATH.match(path)
-    if match is None or method != "GET":
+    detail = DETAIL_PATH.match(path) if match is None else None
+    if (match is None and detail is None) or method != "GET":
         return _error(404, 7000, "No route for that URI")
-    seen.account_id, seen.endpoint = match.groups()
+    if match is not None:
+        seen.account_id, seen.endpoint = match.groups()
+    else:
+        assert detail is not None
+        seen.account_id, seen.endpoint, seen.entity_id = detail.groups()
     credential = _authenticate(sim, headers, seen)
     if isinstance(credential, Response):
         return credential
@@ -203,15 +233,17 @@ def _checked(
     assert seen.account_id is not None
     assert seen.endpoint is not None
     if not sim.has_account(seen.account_id):
-        message = (
-            f"Could not route to /accounts/{seen.account_id}, "
-            "perhaps your object identifier is invalid?"
-        )
-        return _error(404, 7003, message)
+        return _account_404(seen.account_id)
     if sim.is_revoked(seen.account_id):
         return _error(403, 10000, "Authentication error")
     if not allowed:
         return _error(429, 971, "Please wait and consider throttling your request speed")
+    return _detail(sim, seen) if seen.entity_id is not None else _listed(sim, query, seen)
+
+
+def _listed(sim: SimulatedCloudflare, query: Mapping[str, str], seen: _Seen) -> Response:
+    assert seen.account_id is not None
+    assert seen.endpoint is not None
     invalid = _paging(query, seen)
     if invalid is not None:
         return invalid
@@ -224,6 +256,26 @@ def _checked(
         if replaced is not None:
             return replaced
     return _page(sim, fault, seen)
+
+
+def _detail(sim: SimulatedCloudflare, seen: _Seen) -> Response:
+    assert seen.account_id is not None
+    assert seen.endpoint is not None
+    assert seen.entity_id is not None
+    fault = sim.faults.take(
+        seen.account_id, seen.endpoint, None, past_end=False, entity_id=seen.entity_id
+    )
+    if fault is not None:
+        replaced = _fault_response(sim, fault, seen)
+        if replaced is not None:
+            return replaced
+    body = sim.detail_body(seen.account_id, seen.endpoint, seen.entity_id)
+    if body is None:
+        return _error(404, 7002, "Not Found")
+    response = Response(200, body)
+    if fault is not None and fault.kind in ("stall", "truncate"):
+        response.cut, response.seconds = fault.kind, fault.seconds
+    return response
 
 
 def handle_api(
@@ -251,5 +303,6 @@ def handle_api(
         page=seen.page,
         per_page=seen.per_page,
         auth=seen.auth,
+        entity_id=seen.entity_id,
     )
     return response, record

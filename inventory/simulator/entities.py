@@ -195,6 +195,7 @@ class AccountState:
     __slots__ = (
         "_order",
         "deleted",
+        "hidden",
         "id",
         "index",
         "next_portal_no",
@@ -213,6 +214,7 @@ class AccountState:
         self.deleted: dict[
             str, PortalState
         ] = {}  # kept so restore_portal brings a portal back as it was
+        self.hidden: set[str] = set()  # servers only portals show: /servers does not list them
         self.revoked = False
         self.version = 0
         self.next_portal_no = 1
@@ -253,8 +255,23 @@ class AccountState:
         seqs += [p.seq for p in self.deleted.values()]
         return min(seqs, default=0) - 1 if first else max(seqs, default=0) + 1
 
+    def listed_servers(self) -> list[ServerState]:
+        """The servers ``/servers`` lists: all but those only portals show."""
+        if "listed" not in self._order:
+            self._order["listed"] = [s for s in self.ordered_servers() if s.id not in self.hidden]
+        result: list[ServerState] = self._order["listed"]
+        return result
+
     def count(self, endpoint: str) -> int:
-        return len(self.portals if endpoint == "portals" else self.servers)
+        return len(self.portals if endpoint == "portals" else self.listed_servers())
+
+    def detail_pieces(self, endpoint: str, entity_id: str) -> list[bytes] | None:
+        """One record as its detail route returns it, or None where that route answers 404."""
+        if endpoint == "portals":
+            portal = self.portals.get(entity_id)
+            return portal.pieces(self.servers) if portal is not None else None
+        server = self.servers.get(entity_id)
+        return server.pieces() if server is not None and entity_id not in self.hidden else None
 
     def page_pieces(self, endpoint: str, start: int, stop: int) -> list[bytes]:
         out: list[bytes] = []
@@ -263,7 +280,7 @@ class AccountState:
                 out.extend(portal.pieces(self.servers))
                 out.append(b",")
         else:
-            for server in self.ordered_servers()[start:stop]:
+            for server in self.listed_servers()[start:stop]:
                 out.extend(server.pieces())
                 out.append(b",")
         if out:

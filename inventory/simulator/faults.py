@@ -2,7 +2,8 @@
 
 A ``Fault`` matches requests by account, endpoint and page (``None`` matches anything) and fires
 ``times`` times (``None``: forever). The first matching fault in insertion order wins; only one
-fault applies to a request.
+fault applies to a request. A fault applies to listing requests unless ``detail`` is set: then
+only to detail requests (``GET …/portals/{id}``, ``…/servers/{id}``), of ``entity_id`` if given.
 
 Kinds::
 
@@ -15,8 +16,15 @@ Kinds::
     empty_body        200 with an empty body
     repeat_last_page  a page past the end repeats the last non-empty page (fires only past the end)
     drift_insert      a new item appears at the start of the listing just before the page is served
-    drift_remove      the first item of the listing disappears just before the page is served
+    drift_remove      the first item of the listing disappears just before the page is served: on
+                      page 2 or later, a delete on an already-served page (the rest shift left)
+    drift_swap        as drift_remove, and a new item is created at the end: total_count stays
     invalid_record    the page's first item breaks the schema as `violation` says
+    page_cap          at most `cap` items a page whatever per_page asks, without a word (pages go
+                      by `cap`; result_info, when on, echoes the per_page asked)
+    past_end_error    a page past the end answers `status` (400 or 404) with an error envelope
+                      (fires only past the end)
+    account_404       404 with Cloudflare's "could not route to the account" error (7003)
 """
 
 from __future__ import annotations
@@ -39,7 +47,11 @@ FaultKind = Literal[
     "repeat_last_page",
     "drift_insert",
     "drift_remove",
+    "drift_swap",
     "invalid_record",
+    "page_cap",
+    "past_end_error",
+    "account_404",
 ]
 Violation = Literal["missing_id", "wrong_type", "bad_enum", "long_string"]
 Endpoint = Literal["portals", "servers"]
@@ -57,6 +69,9 @@ class Fault:
     ratelimit_headers: bool = False
     seconds: float = 1.0
     violation: Violation = "missing_id"
+    cap: int = 20
+    detail: bool = False
+    entity_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in get_args(FaultKind):
@@ -65,6 +80,10 @@ class Fault:
             raise ValueError(f"unknown endpoint {self.endpoint!r}")
         if self.violation not in get_args(Violation):
             raise ValueError(f"unknown violation {self.violation!r}")
+        if self.kind == "past_end_error" and self.status not in (400, 404):
+            raise ValueError("a past_end_error fault answers status 400 or 404")
+        if self.cap < 1:
+            raise ValueError("cap must be at least 1")
         if self.times is not None and self.times < 1:
             raise ValueError("times must be at least 1 (or None for forever)")
 
@@ -78,11 +97,16 @@ class Fault:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
         return cls(**data)
 
-    def matches(self, account_id: str, endpoint: str, page: int) -> bool:
+    def matches(
+        self, account_id: str, endpoint: str, page: int | None, entity_id: str | None = None
+    ) -> bool:
+        if (entity_id is not None) != self.detail:
+            return False
         return (
             self.account_id in (None, account_id)
             and self.endpoint in (None, endpoint)
             and self.page in (None, page)
+            and self.entity_id in (None, entity_id)
         )
 
 
@@ -112,12 +136,21 @@ class FaultSet:
         with self._lock:
             return list(self._faults)
 
-    def take(self, account_id: str, endpoint: str, page: int, *, past_end: bool) -> Fault | None:
+    def take(
+        self,
+        account_id: str,
+        endpoint: str,
+        page: int | None,
+        *,
+        past_end: bool,
+        entity_id: str | None = None,
+    ) -> Fault | None:
+        """The fault for this request, if any; ``entity_id`` for a detail request."""
         with self._lock:
             for fault in self._faults:
-                if not fault.matches(account_id, endpoint, page):
+                if not fault.matches(account_id, endpoint, page, entity_id):
                     continue
-                if fault.kind == "repeat_last_page" and not past_end:
+                if fault.kind in ("repeat_last_page", "past_end_error") and not past_end:
                     continue
                 if fault.times is not None:
                     fault.times -= 1

@@ -205,8 +205,26 @@ class Mutations:
         with self._mutate(account_id) as (acct, _):
             acct.server(server_id)
             del acct.servers[server_id]
+            acct.hidden.discard(server_id)
             for portal in [*acct.portals.values(), *acct.deleted.values()]:
                 portal.links = [li for li in portal.links if li.server_id != server_id]
+
+    def hide_server(self, account_id: str, server_id: str, *, hidden: bool = True) -> None:
+        """Make a server one that only portals show (``/servers`` no longer lists it, and its
+        detail route answers 404 as Cloudflare's would for an id it does not know there)."""
+        with self._mutate(account_id) as (acct, _):
+            acct.server(server_id)
+            if hidden:
+                acct.hidden.add(server_id)
+            else:
+                acct.hidden.discard(server_id)
+
+    def add_portal_only_server(self, account_id: str, portal_id: str) -> str:
+        """A new server that exists only inside ``portal_id``."""
+        server_id = self.add_server(account_id)
+        self.hide_server(account_id, server_id)
+        self.attach_server(account_id, portal_id, server_id)
+        return server_id
 
     def attach_server(self, account_id: str, portal_id: str, server_id: str) -> None:
         with self._mutate(account_id) as (acct, now):

@@ -11,10 +11,20 @@ from inventory.simulator.catalog import dumps
 __all__ = ["PageCache", "error_body", "success_body"]
 
 
-def success_body(pieces: Sequence[bytes], info: dict[str, int] | None) -> bytes:
+def success_body(
+    pieces: Sequence[bytes], info: dict[str, int] | None, *, single: bool = False
+) -> bytes:
+    """A list envelope of the records in ``pieces``; ``single``: the one record as ``result``."""
     tail = b',"result_info":' + dumps(info) if info is not None else b""
+    open_, close = (b"", b"") if single else (b"[", b"]")
     return b"".join(
-        [b'{"result":[', *pieces, b'],"success":true,"errors":[],"messages":[]', tail, b"}"]
+        [
+            b'{"result":' + open_,
+            *pieces,
+            close + b',"success":true,"errors":[],"messages":[]',
+            tail,
+            b"}",
+        ]
     )
 
 

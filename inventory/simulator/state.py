@@ -43,6 +43,7 @@ class RequestRecord:
     page: int | None
     per_page: int | None
     auth: str | None  # 'bearer' | 'key' | None
+    entity_id: str | None = None  # a detail request's id (GET …/portals/{id})
     time: float = field(default_factory=time.time)
 
 
@@ -63,6 +64,7 @@ class SimulatedCloudflare(Mutations):
         api_key: str = "sim-key",
         result_info: bool = True,
         rate_limit: tuple[int, float] | None = None,
+        portal_only_per_account: int = 0,
     ) -> None:
         self.seed = seed
         self.shape = Shape(
@@ -76,6 +78,8 @@ class SimulatedCloudflare(Mutations):
         self.account_ids = [_account_id(seed, i) for i in range(accounts)]
         self.api_token, self.api_email, self.api_key = api_token, api_email, api_key
         self.result_info = result_info
+        # servers (of those attached to portals) that /servers does not list in each new account
+        self.portal_only_per_account = portal_only_per_account
         # (requests, window seconds) per credential; None: tracked for headers, never enforced
         self.rate_limit = rate_limit
         self.limiter = RateLimiter()  # every credential's window, shared by all the servers
@@ -106,6 +110,10 @@ class SimulatedCloudflare(Mutations):
                 if acct is None:
                     index = self._index[account_id]
                     acct = build_account(account_id, index, seed=self.seed, shape=self.shape)
+                    attached = sorted(
+                        {li.server_id for p in acct.portals.values() for li in p.links}
+                    )
+                    acct.hidden.update(attached[: self.portal_only_per_account])
                     self._accounts[account_id] = acct
         return acct
 
@@ -142,6 +150,11 @@ class SimulatedCloudflare(Mutations):
         with self._lock:
             return [s.id for s in self._account(account_id).ordered_servers()]
 
+    def listed_server_ids(self, account_id: str) -> list[str]:
+        """The servers ``/servers`` lists (all but those only portals show)."""
+        with self._lock:
+            return [s.id for s in self._account(account_id).listed_servers()]
+
     def portal_server_ids(self, account_id: str, portal_id: str) -> list[str]:
         with self._lock:
             acct = self._account(account_id)
@@ -164,27 +177,43 @@ class SimulatedCloudflare(Mutations):
             return [p["name"] for p in self._account(account_id).server(server_id).prompts]
 
     def page_body(
-        self, account_id: str, endpoint: str, page: int, per_page: int, *, repeat_last: bool = False
+        self,
+        account_id: str,
+        endpoint: str,
+        page: int,
+        per_page: int,
+        *,
+        repeat_last: bool = False,
+        cap: int | None = None,
     ) -> bytes:
+        """A listing page; with ``cap``, at most that many items a page whatever ``per_page``
+        asks (pages then go by ``cap``), ``result_info`` still echoing the ``per_page`` asked."""
+        size = min(per_page, cap) if cap is not None else per_page
         with self._lock:
             acct = self._account(account_id)
             total = acct.count(endpoint)
-            pages = math.ceil(total / per_page)
+            pages = math.ceil(total / size)
             source = pages if repeat_last and page > pages > 0 else page
-            key = (acct.id, acct.version, endpoint, source, page, per_page, self.result_info)
+            key = (acct.id, acct.version, endpoint, source, page, per_page, cap, self.result_info)
             body = self.pages.get(key)
             if body is not None:
                 return body
-            start = (source - 1) * per_page
-            pieces = acct.page_pieces(endpoint, start, start + per_page)
+            start = (source - 1) * size
+            pieces = acct.page_pieces(endpoint, start, start + size)
         info = None
         if self.result_info:
-            count = max(0, min(per_page, total - start))
+            count = max(0, min(size, total - start))
             info = {"page": page, "per_page": per_page, "count": count, "total_count": total}
             info["total_pages"] = pages
         body = success_body(pieces, info)
         self.pages.put(key, body)
         return body
+
+    def detail_body(self, account_id: str, endpoint: str, entity_id: str) -> bytes | None:
+        """What ``GET …/{endpoint}/{id}`` answers with 200, or None for its 404."""
+        with self._lock:
+            pieces = self._account(account_id).detail_pieces(endpoint, entity_id)
+        return None if pieces is None else success_body(pieces, None, single=True)
 
     # --- request log --------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Fenced writes: accounts.applied_run_id, and history intervals that never run backwards
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-30 10:00:00.000000
 
 ``accounts.applied_run_id`` is the id of the last run that applied an account's changes (the
@@ -29,7 +29,7 @@ import structlog
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
