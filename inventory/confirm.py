@@ -31,6 +31,7 @@ __all__ = ["Confirmation", "confirm_deletions", "listed_ids"]
 
 _ENDPOINTS: tuple[Endpoint, ...] = ("portals", "servers")
 _MAX_REPORTED = 5
+_PROBES = 3  # listed ids tried in turn when the one probed was deleted since it was listed
 
 
 @dataclass(slots=True)
@@ -130,13 +131,15 @@ def _probe(asker: _Asker, listings: Mapping[Endpoint, Listing], *, first: Endpoi
     """One detail request for an id just listed: is a 404 from this route worth believing?"""
     order = (first, *(e for e in _ENDPOINTS if e != first))
     for endpoint in order:
-        listed = sorted(listed_ids(listings[endpoint].items))
-        if listed:
-            detail, path = asker.ask(endpoint, listed[0])
+        tries = sorted(listed_ids(listings[endpoint].items))[:_PROBES]
+        for n, entity_id in enumerate(tries, start=1):
+            detail, path = asker.ask(endpoint, entity_id)
             if detail.state == "found":
                 return True
+            if detail.state == "gone" and n < len(tries):
+                continue  # deleted since it was listed: that proves nothing either way
             asker.confirmation.problems.append(
-                f"deletions not confirmed: {endpoint[:-1]} {listed[0]}, which the listing "
+                f"deletions not confirmed: {endpoint[:-1]} {entity_id}, which the listing "
                 f"just returned, did not come back from GET {path} ({detail.reason}); "
                 "nothing missing from the listing was deleted"
             )

@@ -59,6 +59,12 @@ class Metrics:
         self.retries = Counter(
             "inventory_http_retries", "Cloudflare API requests retried", ["account"], registry=r
         )
+        self.confirmations = Counter(
+            "inventory_confirmation_requests",
+            "Detail requests that confirmed deletions before they were recorded (probe included)",
+            ["account"],
+            registry=r,
+        )
         self.rate_limit_waits = Counter(
             "inventory_rate_limit_waits",
             "Waits Cloudflare asked for (429 with Retry-After)",
@@ -96,6 +102,7 @@ class Metrics:
             for status in ("succeeded", "partial", "failed", "superseded", "skipped"):
                 self.runs.labels(account, status)
             self.retries.labels(account)
+            self.confirmations.labels(account)
 
     def observe(
         self, result: AccountResult, stats: RequestStats, entities: Mapping[str, int]
@@ -117,6 +124,7 @@ class Metrics:
         if stats.requests > answered:
             self.http_requests.labels(account, "error").inc(stats.requests - answered)
         self.retries.labels(account).inc(stats.retries)
+        self.confirmations.labels(account).inc(result.confirmations)
         self.rate_limit_waits.labels(account).inc(stats.rate_limit_waits)
         self.rate_limit_wait_seconds.labels(account).inc(stats.rate_limit_wait_seconds)
         self.throttled_seconds.labels(account).inc(stats.throttled_seconds)
