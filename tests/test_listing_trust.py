@@ -201,3 +201,282 @@ def test_a_listing_that_misses_live_entities_deletes_none_of_them(
         assert sync_once(s, settings).status == "succeeded"
     assert deleted not in stored_ids(engine, account)[endpoint]
     assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
+
+
+# --- the detail routes: what confirms a deletion and what does not ---------------------------
+
+DETAIL_FAULTS: dict[str, dict[str, Any]] = {
+    "500-forever": {"kind": "status", "status": 500},
+    "html-520-forever": {"kind": "html"},
+    "429-forever": {"kind": "status", "status": 429, "retry_after": 1},
+    "403": {"kind": "status", "status": 403},
+    "400": {"kind": "status", "status": 400},
+    "404-another-code": {"kind": "status", "status": 404},
+    "404-for-the-account": {"kind": "account_404"},
+    "200-success-false": {"kind": "success_false"},
+    "200-empty-body": {"kind": "empty_body"},
+}
+
+
+@pytest.mark.parametrize("endpoint", ["portals", "servers"])
+@pytest.mark.parametrize("fault", DETAIL_FAULTS, ids=list(DETAIL_FAULTS))
+def test_only_a_not_found_envelope_confirms_a_deletion(
+    fault: str,
+    endpoint: Endpoint,
+    served: Callable[[SimulatedCloudflare], str],
+    db_url: str,
+    engine: Engine,
+    tmp_path: Path,
+    sqlite_template: Path,
+) -> None:
+    sim = trust_sim()
+    api_url = served(sim)
+    settings = settings_for(sim, api_url, db_url, cwd=tmp_path, page_size=2)
+    (account,) = sim.account_ids
+    with syncer(engine, settings) as s:
+        assert sync_once(s, settings).status == "succeeded"
+        *_, doubtful, confirmed = ids_of(sim, account, endpoint)
+        delete(sim, account, endpoint, doubtful)
+        delete(sim, account, endpoint, confirmed)
+        sim.faults.add(
+            Fault(detail=True, endpoint=endpoint, entity_id=doubtful, **DETAIL_FAULTS[fault])  # type: ignore[arg-type]
+        )
+        result = sync_once(s, settings)
+        assert result.status == "partial", result
+        assert f"could not confirm that 1 {endpoint} missing from the listing are gone" in (
+            result.error or ""
+        )
+        assert doubtful in (result.error or "")
+        stored = stored_ids(engine, account)[endpoint]
+        assert doubtful in stored  # kept: nothing says it is gone
+        assert confirmed not in stored  # 404 with 7002: gone, recorded in the same run
+        assert result.counts[endpoint[:-1]]["removed"] == 1
+        sim.faults.clear()
+        assert sync_once(s, settings).status == "succeeded"
+    assert doubtful not in stored_ids(engine, account)[endpoint]
+    assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
+
+
+@pytest.mark.parametrize("answer", ["404-for-the-account", "403", "404-another-code"])
+def test_a_probe_that_fails_keeps_every_candidate(
+    answer: str,
+    served: Callable[[SimulatedCloudflare], str],
+    db_url: str,
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    # Every detail request answers the same error: the route cannot be trusted, so the 404s
+    # of the candidates (which would say the same) must not count as "gone".
+    sim = trust_sim()
+    settings = settings_for(sim, served(sim), db_url, cwd=tmp_path, page_size=2)
+    (account,) = sim.account_ids
+    with syncer(engine, settings) as s:
+        assert sync_once(s, settings).status == "succeeded"
+        gone = sim.portal_ids(account)[-1]
+        sim.delete_portal(account, gone)
+        sim.faults.add(Fault(detail=True, **DETAIL_FAULTS[answer]))
+        sim.clear_requests()
+        result = sync_once(s, settings)
+    assert result.status == "partial"
+    assert "deletions not confirmed" in (result.error or "")
+    assert "which the listing just returned" in (result.error or "")
+    assert gone in stored_ids(engine, account)["portals"]
+    assert result.confirmations == detail_requests(sim) == 1  # the probe only
+
+
+def test_deletions_wait_when_both_listings_are_empty(
+    served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    sim = trust_sim(portals_per_account=1, servers_per_account=1, unattached_per_account=0)
+    settings = settings_for(sim, served(sim), db_url, cwd=tmp_path, page_size=2)
+    (account,) = sim.account_ids
+    with syncer(engine, settings) as s:
+        assert sync_once(s, settings).status == "succeeded"
+        sim.delete_portal(account, sim.portal_ids(account)[0])
+        sim.delete_server(account, sim.server_ids(account)[0])
+        result = sync_once(s, settings)
+    assert result.status == "partial"
+    assert "both listings are empty" in (result.error or "")
+    assert stored_ids(engine, account) != {"portals": set(), "servers": set()}
+
+
+@pytest.mark.parametrize("result_info", [True, False], ids=["result_info", "no-result_info"])
+def test_an_unchanged_resync_makes_no_confirmation_request(
+    result_info: bool,
+    served: Callable[[SimulatedCloudflare], str],
+    db_url: str,
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    sim = trust_sim(result_info=result_info)
+    settings = settings_for(sim, served(sim), db_url, cwd=tmp_path, page_size=2)
+    with syncer(engine, settings) as s:
+        first = sync_once(s, settings)
+        sim.clear_requests()
+        again = sync_once(s, settings)
+    assert (again.status, again.unchanged, again.confirmations) == ("succeeded", True, 0)
+    assert detail_requests(sim) == 0
+    # Without result_info the listing ends on an empty page, read again and matched by the memo.
+    assert again.pages == first.pages == (6 if result_info else 8)
+
+
+def test_many_candidates_are_read_again_and_intersected_first(
+    served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    sim = trust_sim(result_info=False)
+    settings = settings_for(
+        sim, served(sim), db_url, cwd=tmp_path, page_size=2, confirm_threshold=1
+    )
+    (account,) = sim.account_ids
+    with syncer(engine, settings) as s:
+        assert sync_once(s, settings).status == "succeeded"
+        for portal in sim.portal_ids(account)[-2:]:
+            sim.delete_portal(account, portal)
+        sim.clear_requests()
+        result = sync_once(s, settings)
+        assert result.status == "succeeded"
+        assert result.confirmations == 3  # the probe and the two candidates
+        listing_reads = [r.page for r in sim.requests if r.endpoint == "portals" and r.page]
+        assert listing_reads == [1, 2, 3, 1, 2, 3]  # read once more: more candidates than 1
+        assert stored_ids(engine, account)["portals"] == set(sim.portal_ids(account))
+
+
+def test_a_second_reading_shows_what_the_first_one_hid(
+    served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    sim = trust_sim(result_info=False)
+    settings = settings_for(
+        sim, served(sim), db_url, cwd=tmp_path, page_size=2, confirm_threshold=1
+    )
+    (account,) = sim.account_ids
+    with syncer(engine, settings) as s:
+        assert sync_once(s, settings).status == "succeeded"
+        before = stored_ids(engine, account)["portals"]
+        # Two candidates: the last portal, really deleted, and the third, hidden by a shift.
+        sim.delete_portal(account, sim.portal_ids(account)[-1])
+        sim.faults.add(Fault(kind="drift_swap", endpoint="portals", page=2, times=1))
+        sim.clear_requests()
+        result = sync_once(s, settings)
+        assert result.status == "partial"
+        assert "1 of the 2 portals missing from the listing" in (result.error or "")
+        assert "were in a second reading of it" in (result.error or "")
+        assert before & set(sim.portal_ids(account)) <= stored_ids(engine, account)["portals"]
+        assert result.counts["portal"]["removed"] == 0
+        assert result.confirmations == detail_requests(sim) == 0  # nothing to ask any more
+        assert sync_once(s, settings).status == "succeeded"
+    assert stored_ids(engine, account)["portals"] == set(sim.portal_ids(account))
+
+
+# --- servers that exist only inside portals -------------------------------------------------
+
+
+def absences(engine: Engine) -> set[str]:
+    table = models.table_of(models.ServerAbsence)
+    with engine.connect() as conn:
+        return {str(s) for (s,) in conn.execute(select(table.c.server_id))}
+
+
+def test_the_simulator_has_servers_only_portals_show(
+    served: Callable[[SimulatedCloudflare], str],
+) -> None:
+    sim = trust_sim(portal_only_per_account=1)
+    (account,) = sim.account_ids
+    hidden = set(sim.server_ids(account)) - set(sim.listed_server_ids(account))
+    assert len(hidden) == 1
+    (only,) = hidden
+    assert only not in {s["id"] for s in sim.servers(account)}
+    assert any(only in sim.portal_server_ids(account, p) for p in sim.portal_ids(account))
+
+
+def test_a_server_only_portals_show_goes_after_two_complete_syncs_without_it(
+    served: Callable[[SimulatedCloudflare], str],
+    db_url: str,
+    engine: Engine,
+    tmp_path: Path,
+    sqlite_template: Path,
+) -> None:
+    sim = trust_sim(portal_only_per_account=1)
+    api_url = served(sim)
+    settings = settings_for(sim, api_url, db_url, cwd=tmp_path, page_size=2)
+    (account,) = sim.account_ids
+    (only,) = set(sim.server_ids(account)) - set(sim.listed_server_ids(account))
+    with syncer(engine, settings) as s:
+        assert sync_once(s, settings).status == "succeeded"
+        assert only in stored_ids(engine, account)["servers"]
+        for portal in sim.portal_ids(account):
+            if only in sim.portal_server_ids(account, portal):
+                sim.detach_server(account, portal, only)
+        first = sync_once(s, settings)
+        assert first.status == "succeeded"
+        assert only in stored_ids(engine, account)["servers"]  # absent once: kept
+        assert absences(engine) == {only}
+        # A portal listing that is not complete breaks the chain of absences.
+        sim.faults.add(Fault(kind="drift_insert", endpoint="portals", page=2, times=1))
+        assert sync_once(s, settings).status == "partial"
+        assert only in stored_ids(engine, account)["servers"]
+        assert absences(engine) == set()
+        assert sync_once(s, settings).status == "succeeded"
+        assert absences(engine) == {only}
+        second = sync_once(s, settings)
+        assert not second.unchanged  # a pending absence keeps the fast path off
+        assert only not in stored_ids(engine, account)["servers"]  # absent twice: gone
+        assert absences(engine) == set()
+        assert second.counts["server"]["removed"] == 1
+    assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
+
+
+@pytest.mark.parametrize("result_info", [True, False], ids=["result_info", "no-result_info"])
+def test_a_portal_hidden_by_a_shift_does_not_take_its_portal_only_server(
+    result_info: bool,
+    served: Callable[[SimulatedCloudflare], str],
+    db_url: str,
+    engine: Engine,
+    tmp_path: Path,
+    sqlite_template: Path,
+) -> None:
+    sim = trust_sim(portal_only_per_account=1, result_info=result_info)
+    api_url = served(sim)
+    settings = settings_for(sim, api_url, db_url, cwd=tmp_path, page_size=2)
+    (account,) = sim.account_ids
+    (only,) = set(sim.server_ids(account)) - set(sim.listed_server_ids(account))
+    portals = sim.portal_ids(account)
+    for portal in portals:  # only the third portal holds it: the one a shift at page 2 hides
+        if only in sim.portal_server_ids(account, portal):
+            sim.detach_server(account, portal, only)
+    sim.attach_server(account, portals[2], only)
+    with syncer(engine, settings) as s:
+        assert sync_once(s, settings).status == "succeeded"
+        before = stored_ids(engine, account)
+        sim.faults.add(Fault(kind="drift_remove", endpoint="portals", page=2, times=1))
+        result = sync_once(s, settings)
+        assert result.status == "partial"
+        after = stored_ids(engine, account)
+        assert only in after["servers"]
+        assert portals[2] in after["portals"]
+        assert before["servers"] <= after["servers"]
+        with engine.connect() as conn:
+            links = models.table_of(models.PortalServer)
+            held = conn.execute(select(links.c.portal_id).where(links.c.server_id == only)).all()
+        assert [p for (p,) in held] == [portals[2]]  # the link still points at a stored server
+        assert sync_once(s, settings).status == "succeeded"
+    assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
+
+
+def test_a_server_that_leaves_the_servers_listing_but_stays_in_a_portal_is_kept(
+    served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    sim = trust_sim()
+    settings = settings_for(sim, served(sim), db_url, cwd=tmp_path, page_size=2)
+    (account,) = sim.account_ids
+    portal = sim.portal_ids(account)[0]
+    server = sim.portal_server_ids(account, portal)[0]
+    with syncer(engine, settings) as s:
+        assert sync_once(s, settings).status == "succeeded"
+        sim.hide_server(account, server)  # its detail route now answers 404 7002 too
+        result = sync_once(s, settings)
+    assert result.status == "succeeded"
+    assert server in stored_ids(engine, account)["servers"]
+    servers = models.table_of(models.Server)
+    with engine.connect() as conn:
+        source = conn.execute(select(servers.c.source).where(servers.c.id == server)).scalar_one()
+    assert source == "portal"
