@@ -8,10 +8,10 @@ is not the end. A listing ends only where the data ends:
 - a page that repeats the previous one;
 - the last of ``total_pages`` when ``result_info`` gives it, or a short page once the items listed
   reach its ``total_count``;
-- a JSON error envelope with 400 or 404 for a page after a full one (an API that refuses to page
-  past its end). Such a listing records how it ended (``end_error``); nothing proves it complete,
-  so each of its deletion candidates is confirmed individually like any other, and no memo of it
-  is kept.
+- a JSON error envelope with 400 or 404 for a page after a non-empty one (an API that refuses to
+  page past its end, whether the last page was full or, served short without a word, not). Such
+  a listing records how it ended (``end_error``); nothing proves it complete, so each of its
+  deletion candidates is confirmed individually like any other, and no memo of it is kept.
 
 ``max_pages`` still guards against a listing that never ends. A listing that changed while it was
 paged is still returned, marked ``consistent=False`` with the reasons, so the caller can keep it
@@ -56,7 +56,7 @@ class Listing:
     digests: tuple[str, ...] = field(default=(), compare=False)  # of each page body, in order
     per_page: int = field(default=_MAX_PER_PAGE, compare=False)
     held: tuple[Page, ...] = field(default=(), repr=False, compare=False)  # undecoded pages
-    # Set when a 400/404 error envelope for the page after a full one ended the listing.
+    # Set when a 400/404 error envelope for a page after a non-empty one ended the listing.
     end_error: str | None = field(default=None, compare=False)
 
     @property
@@ -169,14 +169,11 @@ class _Pages:
         self.problems: list[str] = []
         self.previous: list[object] | None = None
         self.total_count: int | None = None
-        self.largest = 0  # the most items one page of this listing held
-        self.last_full = False  # whether the last page read held as many as pages go
 
     def past_the_end(self, page: int, exc: ApiError) -> bool:
         """Whether an error for ``page`` is an API refusing to page past its end."""
         return (
             page > 1
-            and self.last_full
             and exc.status_code in _PAST_END_STATUSES
             and bool(exc.codes)  # a JSON error envelope, not an HTML page or a bare status
         )
@@ -203,10 +200,8 @@ class _Pages:
         self.previous = signature
         for item in result:
             self._add(page, item)
-        # A server may serve fewer than asked without a word: a page as long as the longest is
-        # full. A short page ends the listing only when result_info says it is the last.
-        self.largest = max(self.largest, len(result))
-        self.last_full = len(result) >= min(per_page, self.largest)
+        # A server may serve fewer than asked without a word: a short page ends the listing only
+        # when result_info says it is the last.
         total_pages = _count(info.get("total_pages"))
         if total_pages is not None:
             return page >= total_pages

@@ -152,6 +152,8 @@ class FaultSet:
                     continue
                 if fault.kind in ("repeat_last_page", "past_end_error") and not past_end:
                     continue
+                if fault.kind == "past_end_error" and page == 1:
+                    continue  # an empty listing's first page is empty, not past the end
                 if fault.times is not None:
                     fault.times -= 1
                     if fault.times == 0:
