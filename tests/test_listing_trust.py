@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from inventory.db import models
+from inventory.metrics import Metrics
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
@@ -480,3 +481,20 @@ def test_a_server_that_leaves_the_servers_listing_but_stays_in_a_portal_is_kept(
     with engine.connect() as conn:
         source = conn.execute(select(servers.c.source).where(servers.c.id == server)).scalar_one()
     assert source == "portal"
+
+
+def test_confirmation_requests_are_counted_in_the_metrics(
+    served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    sim = trust_sim()
+    settings = settings_for(sim, served(sim), db_url, cwd=tmp_path, page_size=2)
+    (account,) = sim.account_ids
+    metrics = Metrics()
+    with open_client(settings) as client:
+        s = Syncer(engine=engine, client=client, per_page=2, on_result=metrics.observe)
+        assert sync_once(s, settings).status == "succeeded"
+        for portal in sim.portal_ids(account)[-2:]:
+            sim.delete_portal(account, portal)
+        assert sync_once(s, settings).confirmations == 3
+    text = metrics.render().decode()
+    assert f'inventory_confirmation_requests_total{{account="{account}"}} 3.0' in text
