@@ -35,9 +35,27 @@ config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
-# Off a terminal (pipes, CI logs) rich would wrap tables at 80 columns; give them room instead.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+def piped_width() -> int:
+    """The width of output that is not a terminal: $COLUMNS, else 80."""
+    import os
+
+    columns = os.environ.get("COLUMNS", "").strip()
+    return int(columns) if columns.isdigit() and int(columns) > 0 else 80
+
+
+# On a terminal rich follows its size (and $COLUMNS); piped, the width is piped_width().
+out = Console(width=None if sys.stdout.isatty() else piped_width())
+err = Console(stderr=True, width=None if sys.stderr.isatty() else piped_width())
+
+
+def fit_consoles() -> None:
+    """Size the consoles for this invocation (the environment may differ from import time)."""
+    for console in (out, err):
+        if not console.file.isatty():
+            console.width = piped_width()
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -126,6 +144,7 @@ def _global(
         if value is not None:
             overrides[name] = value
     ctx.obj = Options(overrides, config)
+    fit_consoles()
 
 
 def _engine(settings: Any) -> Any:
@@ -191,7 +210,8 @@ def config_check(
 def sync_command(
     ctx: typer.Context,
     account: Annotated[
-        list[str] | None, typer.Option("--account", "-a", help="Only this account id (repeatable).")
+        list[str] | None,
+        typer.Option("--account", "-a", help="Only this account, id or name (repeatable)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
@@ -211,20 +231,22 @@ def sync_command(
     if as_json:
         sys.stdout.write(results_json(results) + "\n")
     else:
-        out.print(results_table(results))
+        out.print(results_table(results, width=out.width))
     raise typer.Exit(1 if any(r.failed for r in results) else 0)
 
 
 def _select_accounts(accounts: list[Any], wanted: list[str]) -> list[Any]:
+    """The configured accounts ``--account`` names, by id or name; an unknown one is exit 2."""
+    from inventory.selection import KnownAccount, SelectionError, resolve_accounts
+
     if not wanted:
         return accounts
     by_id = {a.id: a for a in accounts}
-    unknown = [w for w in wanted if w.lower() not in by_id]
-    if unknown:
-        raise ConfigError(
-            f"--account {unknown[0]} is not a configured account", source="command line"
-        )
-    return [by_id[w.lower()] for w in dict.fromkeys(wanted)]
+    try:
+        ids = resolve_accounts(wanted, [KnownAccount(a.id, a.name) for a in accounts])
+    except SelectionError as exc:
+        raise ConfigError(str(exc).replace("known account", "configured account")) from None
+    return [by_id[i] for i in ids]
 
 
 @app.command("simulate")

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from inventory.db.engine import sqlite_path
 from inventory.logs import configure_logging
 from inventory.render import results_table
-from inventory.reports.queries import changes
-from inventory.reports.render import rows_table
+from inventory.reports.plan import build_plan, referenced
+from inventory.reports.queries import entity_names, known_accounts, version_events
+from inventory.reports.render import plan_lines
 from inventory.service import open_engine, run_sync
 from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
@@ -24,21 +24,14 @@ __all__ = ["run_demo"]
 DEFAULT_DB = "inventory-demo.db"
 
 
-_CHANGE_COLUMNS = ("kind", "entity_key", "change", "field", "old_value", "new_value")
-_SHOWN = 40
-
-
-def _changes_table(rows: list[dict[str, Any]]) -> Table:
-    # The same query `inventory changes` runs over the documented `changes` view.
-    shown = [{k: _short(r.get(k)) for k in _CHANGE_COLUMNS} for r in rows[:_SHOWN]]
-    if len(rows) > _SHOWN:
-        shown.append({"kind": "…", "entity_key": f"{len(rows) - _SHOWN} more"})
-    return rows_table(shown, _CHANGE_COLUMNS, title=f"what changed ({len(rows)} rows)")
-
-
-def _short(value: object) -> str:
-    text = "" if value is None else str(value)
-    return text if len(text) <= 40 else text[:37] + "…"
+def _print_changes(console: Console, conn: Any, since: datetime, until: datetime) -> None:
+    # What `inventory changes --since ... --until ...` prints.
+    events = version_events(conn, since=since, until=until)
+    names = entity_names(conn, referenced(events), until=until)
+    account_names = {a.id: a.name for a in known_accounts(conn)}
+    plan = build_plan(events, names=names, account_names=account_names)
+    for line in plan_lines(plan, since=since, until=until):
+        console.print(line)
 
 
 def run_demo(console: Console, *, cycles: int = 3, database_url: str | None = None) -> None:
@@ -80,11 +73,10 @@ def run_demo(console: Console, *, cycles: int = 3, database_url: str | None = No
                     for line in sim.advance(steps=4):
                         console.print(f"  the API changed: {line}", highlight=False)
                 results = run_sync(settings, settings.accounts)
-                console.print(results_table(results))
+                console.print(results_table(results, width=console.width))
                 if cycle > 1:
                     with engine.connect() as conn:
-                        rows = changes(conn, since=cycle_began, until=datetime.now(UTC))
-                    console.print(_changes_table(rows))
+                        _print_changes(console, conn, cycle_began, datetime.now(UTC))
         finally:
             engine.dispose()
 

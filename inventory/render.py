@@ -10,6 +10,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from inventory.reports.render import Column, fit_columns, fitted_table
 from inventory.sync import AccountResult
 
 __all__ = ["config_table", "results_json", "results_table"]
@@ -32,35 +33,65 @@ STATUS_STYLE = {
 
 
 def _cell(counts: Mapping[str, int] | None) -> str:
+    """+added ~changed -removed, the parts that are not zero ("·": nothing changed)."""
     if not counts:
         return "-"
-    added, changed, removed = counts["added"], counts["changed"], counts["removed"]
-    if not (added or changed or removed):
-        return "·"
-    return f"+{added} ~{changed} -{removed}"
+    parts = [
+        f"{sign}{counts[part]}"
+        for sign, part in (("+", "added"), ("~", "changed"), ("-", "removed"))
+        if counts[part]
+    ]
+    return " ".join(parts) or "·"
 
 
-def results_table(results: Sequence[AccountResult]) -> Table:
-    table = Table(title="sync summary (added ~changed -removed)", title_justify="left")
-    table.add_column("account")
-    table.add_column("status")
-    for _kind, label in KIND_COLUMNS:
-        table.add_column(label, justify="right")
-    table.add_column("rejected", justify="right")
-    table.add_column("requests", justify="right")
-    table.add_column("time", justify="right")
-    table.add_column("error", overflow="fold")
-    for r in results:
-        style = STATUS_STYLE.get(r.status, "")
-        table.add_row(
-            r.name or r.account_id,
-            f"[{style}]{r.status}[/]" if style else r.status,
-            *(_cell(r.counts.get(kind)) for kind, _ in KIND_COLUMNS),
-            str(r.rejected),
-            str(r.requests),
-            f"{r.duration:.1f}s",
-            r.error or "",
-        )
+def _changes(counts: Mapping[str, Mapping[str, int]]) -> str:
+    parts = [
+        f"{label} {_cell(counts.get(kind))}"
+        for kind, label in KIND_COLUMNS
+        if _cell(counts.get(kind)) not in ("-", "·")
+    ]
+    return "\n".join(parts) if parts else ("no change" if counts else "-")
+
+
+def results_table(results: Sequence[AccountResult], *, width: int = 200) -> Table:
+    """The sync summary, fitted to ``width``: a column per kind when they fit, else one
+    "changes" column that wraps; counts are never cut."""
+    rows = [
+        {
+            "account": r.name or r.account_id,
+            "status": r.status,
+            **{kind: _cell(r.counts.get(kind)) for kind, _ in KIND_COLUMNS},
+            "changes": _changes(r.counts),
+            "rejected": str(r.rejected),
+            "requests": str(r.requests),
+            "time": f"{r.duration:.1f}s",
+            "error": r.error or "",
+        }
+        for r in results
+    ]
+    head = [
+        Column("account", "account", wrap=12),
+        Column("status", "status", style=lambda status: STATUS_STYLE.get(status, "")),
+    ]
+    tail = [
+        Column("rejected", "rejected", drop=2, justify="right"),
+        Column("requests", "requests", drop=4, justify="right"),
+        Column("time", "time", drop=3, justify="right"),
+        Column("error", "error", drop=1, wrap=16),
+    ]
+    wide = [
+        *head,
+        *(Column(kind, label, justify="right") for kind, label in KIND_COLUMNS),
+        *tail,
+    ]
+    title = "sync summary (+added ~changed -removed)"
+    kept, _dropped = fit_columns(wide, rows, width)
+    # a column per kind only while the error and rejected columns still fit beside them
+    if all(c in kept for c in wide if c.key not in ("requests", "time")):
+        table = fitted_table(rows, wide, width=width, title=title)
+    else:
+        narrow = [*head, Column("changes", "changes", format=str), *tail]
+        table = fitted_table(rows, narrow, width=width, title=title)
     return table
 
 

@@ -18,19 +18,9 @@ __all__ = ["register"]
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 AsCsv = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
-Account = Annotated[str | None, typer.Option("--account", "-a", help="Only this account id.")]
-CHANGE_COLUMNS = (
-    "at",
-    "account_id",
-    "kind",
-    "entity_key",
-    "change",
-    "field",
-    "old_value",
-    "new_value",
-    "modified_by",
-    "run_id",
-)
+Account = Annotated[
+    str | None, typer.Option("--account", "-a", help="Only this account (id or name).")
+]
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -71,6 +61,34 @@ def _connection(ctx: typer.Context) -> Iterator[Any]:
             engine.dispose()
 
 
+def _known_accounts(ctx: typer.Context, conn: Any) -> list[Any]:
+    """Accounts a user may name: the configured ones first (their names), then the database's."""
+    from inventory.reports.queries import known_accounts
+    from inventory.selection import KnownAccount
+
+    settings = ctx.obj.settings(require_accounts=False)
+    configured = [KnownAccount(a.id, a.name) for a in settings.accounts]
+    return [*configured, *known_accounts(conn)]
+
+
+def _account_ids(ctx: typer.Context, conn: Any, wanted: Sequence[str]) -> list[str]:
+    """The ids the ``--account`` values name (an id or a name); an unknown one is exit 2."""
+    from inventory.selection import resolve_accounts
+
+    if not wanted:
+        return []
+    return resolve_accounts(wanted, _known_accounts(ctx, conn))
+
+
+def _account_id(ctx: typer.Context, conn: Any, wanted: str | None) -> str | None:
+    return _account_ids(ctx, conn, [wanted])[0] if wanted is not None else None
+
+
+def _one_format(as_json: bool, as_csv: bool) -> None:
+    if as_json and as_csv:
+        _fail("give --json or --csv, not both")
+
+
 def _emit(
     rows: Sequence[dict[str, Any]],
     columns: Sequence[str],
@@ -78,16 +96,19 @@ def _emit(
     as_json: bool,
     as_csv: bool,
     title: str,
+    table: Any = None,
 ) -> None:
+    """Rows as JSON or CSV (always the same columns, header even when empty), or a table."""
     from inventory.cli import out
     from inventory.reports.render import rows_csv, rows_json, rows_table
 
-    if as_json and as_csv:
-        _fail("give --json or --csv, not both")
+    _one_format(as_json, as_csv)
     if as_json:
         sys.stdout.write(rows_json([{c: r.get(c) for c in columns} for r in rows]) + "\n")
     elif as_csv:
         sys.stdout.write(rows_csv(rows, columns))
+    elif table is not None:
+        out.print(table)
     else:
         out.print(rows_table(rows, columns, title=f"{title} ({len(rows)})"))
 
@@ -96,23 +117,63 @@ def changes_command(
     ctx: typer.Context,
     since: Annotated[str, typer.Option(help="From this time (ISO 8601, or 24h, 7d ago).")] = "24h",
     until: Annotated[str | None, typer.Option(help="Up to this time (default: now).")] = None,
-    account: Account = None,
-    kind: Annotated[
-        str | None,
-        typer.Option(help="portal, server, portal_server, tool, prompt or override."),
+    account: Annotated[
+        list[str] | None,
+        typer.Option("--account", "-a", help="Only this account, id or name (repeatable)."),
     ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only these kinds (repeatable): portal, server, portal_server (links), tool, "
+            "prompt, override; singular or plural."
+        ),
+    ] = None,
+    field: Annotated[
+        list[str] | None,
+        typer.Option(help="Only changes of this field or JSON path below it (repeatable)."),
+    ] = None,
+    exclude_field: Annotated[
+        list[str] | None, typer.Option(help="Leave out this field or JSON path (repeatable).")
+    ] = None,
+    all_fields: Annotated[
+        bool, typer.Option(help="Show observation fields too (last_synced, ...).")
+    ] = False,
     as_json: AsJson = False,
     as_csv: AsCsv = False,
 ) -> None:
-    """What changed, field by field: created, updated, deleted, restored."""
-    from inventory.reports.queries import changes
+    """What changed, as a plan: per portal or server, each sync's field changes beneath it."""
+    from inventory.cli import out, user_errors
+    from inventory.reports.plan import PLAN_COLUMNS, FieldFilter, build_plan, referenced, value_text
+    from inventory.reports.queries import entity_names, version_events
+    from inventory.reports.render import plan_lines, rows_csv, rows_json
+    from inventory.selection import KIND_ORDER, parse_kinds
 
+    _one_format(as_json, as_csv)
     now = _now()
-    start = _instant(since, "--since", now=now)
+    start = _instant(since, "--since", now=now) or now
     end = _instant(until, "--until", now=now) or now
+    with user_errors():
+        kinds = parse_kinds(kind or []) or list(KIND_ORDER)
+        fields = FieldFilter(tuple(field or ()), tuple(exclude_field or ()), all_fields)
+        fields.check(kinds)
     with _connection(ctx) as conn:
-        rows = changes(conn, since=start or now, until=end, account_id=account, kind=kind)
-    _emit(rows, CHANGE_COLUMNS, as_json=as_json, as_csv=as_csv, title="changes")
+        known = _known_accounts(ctx, conn)
+        ids = _account_ids(ctx, conn, account or [])
+        events = version_events(conn, since=start, until=end, account_ids=ids, kinds=kinds)
+        names = entity_names(conn, referenced(events), until=end)
+    account_names: dict[str, str | None] = {}
+    for acct in known:
+        account_names.setdefault(acct.id, acct.name)
+        account_names[acct.id] = account_names[acct.id] or acct.name
+    plan = build_plan(events, names=names, account_names=account_names, fields=fields)
+    if as_json:
+        sys.stdout.write(rows_json(plan.rows) + "\n")
+    elif as_csv:
+        texts = [{k: value_text(v) for k, v in row.items()} for row in plan.rows]
+        sys.stdout.write(rows_csv(texts, PLAN_COLUMNS))
+    else:
+        for line in plan_lines(plan, since=start, until=end):
+            out.print(line)
 
 
 def show_command(
@@ -132,7 +193,8 @@ def show_command(
     when = _instant(as_of, "--as-of", now=now) or now
     show = show_portal if kind == "portal" else show_server
     with _connection(ctx) as conn:
-        found = show(conn, entity_id, as_of=when, account_id=account)
+        account_id = _account_id(ctx, conn, account)
+        found = show(conn, entity_id, as_of=when, account_id=account_id)
     if as_json:
         from inventory.reports.render import rows_json
 
@@ -171,21 +233,63 @@ def _print_entity(kind: str, found: dict[str, Any]) -> None:
         out.print(rows_table(found[part], columns, title=part))
 
 
+STATUS_COLUMNS = (
+    ("account", "account", 0, 12, "left"),
+    ("last_status", "last run", 0, 0, "left"),
+    ("last_sync_at", "last sync", 1, 0, "left"),
+    ("last_success_at", "last success", 2, 0, "left"),
+    ("runs", "runs", 3, 0, "right"),
+    ("failures", "failed", 1, 0, "right"),
+    ("avg_duration_seconds", "avg", 4, 0, "right"),
+)
+
+
 def status_command(
     ctx: typer.Context,
     since: Annotated[str, typer.Option(help="Count runs from this time.")] = "7d",
+    account: Account = None,
     as_json: AsJson = False,
     as_csv: AsCsv = False,
 ) -> None:
     """Sync health per account: last run, last success, runs and failures, average duration."""
-    from inventory.reports.queries import sync_status
+    from rich.padding import Padding
+    from rich.text import Text
 
+    from inventory.cli import out
+    from inventory.reports.queries import run_sql_columns
+    from inventory.reports.render import Column, cell, fitted_table
+    from inventory.reports.sql import SYNC_STATUS
+
+    _one_format(as_json, as_csv)
     now = _now()
     start = _instant(since, "--since", now=now) or now
     with _connection(ctx) as conn:
-        rows = sync_status(conn, since=start)
-    columns = list(rows[0]) if rows else ["account_id"]
-    _emit(rows, columns, as_json=as_json, as_csv=as_csv, title=f"sync health since {since}")
+        account_id = _account_id(ctx, conn, account)
+        columns, rows = run_sql_columns(conn, SYNC_STATUS, since=start, account_id=account_id)
+    if as_json or as_csv:
+        _emit(rows, columns, as_json=as_json, as_csv=as_csv, title="")
+        return
+    for row in rows:
+        row["account"] = row["account_name"] or row["account_id"]
+        if row["avg_duration_seconds"] is not None:
+            row["avg_duration_seconds"] = f"{row['avg_duration_seconds']:.1f}s"
+    table = fitted_table(
+        rows,
+        [
+            Column(key, header, drop=drop, wrap=wrap, justify=justify)  # type: ignore[arg-type]
+            for key, header, drop, wrap, justify in STATUS_COLUMNS
+        ],
+        width=out.width,
+        title=f"sync health since {cell(start)} UTC ({len(rows)} accounts)",
+    )
+    out.print(table)
+    failed = [r for r in rows if r["last_failure_at"] is not None]
+    if failed:
+        out.print(Text("last failure of each account:", style="bold"))
+    for row in failed:
+        error = ": ".join(str(p) for p in (row["last_error_class"], row["last_error_message"]) if p)
+        line = f"{row['account']}  {cell(row['last_failure_at'])}  {error}"
+        out.print(Padding(Text(line), (0, 0, 0, 2)))
 
 
 def timeline_command(
@@ -197,16 +301,56 @@ def timeline_command(
     as_csv: AsCsv = False,
 ) -> None:
     """Every period a server spent in each status, with its error text and duration."""
+    from inventory.cli import out
     from inventory.reports.queries import status_periods
+    from inventory.reports.render import Column, cell, duration_text, fitted_table
 
-    if kind != "server":
+    if kind not in ("server", "servers"):
         _fail(f"timeline: {kind!r} is not server")
+    _one_format(as_json, as_csv)
     with _connection(ctx) as conn:
-        rows = status_periods(conn, server_id=entity_id, account_id=account)
+        account_id = _account_id(ctx, conn, account)
+        rows = status_periods(conn, server_id=entity_id, account_id=account_id)
+        names = {a.id: a.name for a in reversed(_known_accounts(ctx, conn))}
     if not rows:
         _fail(f"no server {entity_id} in the history", 1)
-    columns = ("account_id", "status", "started_at", "ended_at", "duration_seconds", "error")
-    _emit(rows, columns, as_json=as_json, as_csv=as_csv, title=f"server {entity_id}")
+    columns = (
+        "account_id",
+        "server_id",
+        "server_name",
+        "status",
+        "started_at",
+        "ended_at",
+        "ended_by",
+        "duration_seconds",
+        "error",
+    )
+    if as_json or as_csv:
+        _emit(rows, columns, as_json=as_json, as_csv=as_csv, title="")
+        return
+    for account_id in dict.fromkeys(r["account_id"] for r in rows):
+        periods = [r for r in rows if r["account_id"] == account_id]
+        name = periods[-1]["server_name"]
+        title = (
+            f"server {name + ' ' if name else ''}({entity_id}) · account "
+            f"{names.get(account_id) or account_id}: {len(periods)} periods"
+        )
+        for period in periods:
+            period["until"] = cell(period["ended_at"]) if period["ended_at"] else "now"
+        table = fitted_table(
+            periods,
+            [
+                Column("status", "status"),
+                Column("started_at", "from"),
+                Column("until", "until", drop=3, format=str),
+                Column("duration_seconds", "lasted", justify="right", format=duration_text),
+                Column("ended_by", "ended", drop=4),
+                Column("error", "error", drop=2, wrap=20),
+            ],
+            width=out.width,
+            title=title,
+        )
+        out.print(table)
 
 
 def report_command(
@@ -222,7 +366,7 @@ def report_command(
 ) -> None:
     """A named report; `inventory report` lists them."""
     from inventory.cli import out
-    from inventory.reports.named import REPORTS, run_report
+    from inventory.reports.named import REPORTS, run_report_columns
 
     report = REPORTS.get(name or "")
     if report is None:
@@ -236,21 +380,24 @@ def report_command(
         _fail(f"report {report.name}: --as-of does not apply")
     if (since or until) and report.times != "period":
         _fail(f"report {report.name}: --since/--until do not apply")
+    if server is not None and ":server_id" not in report.sql:
+        _fail(f"report {report.name}: --server does not apply")
+    _one_format(as_json, as_csv)
     now = _now()
     when = _instant(as_of, "--as-of", now=now)
     start, end = _instant(since, "--since", now=now), _instant(until, "--until", now=now)
     with _connection(ctx) as conn:
-        rows = run_report(
+        account_id = _account_id(ctx, conn, account)
+        columns, rows = run_report_columns(
             conn,
             report,
             now=now,
             as_of=when,
             since=start,
             until=end,
-            account_id=account,
+            account_id=account_id,
             server_id=server,
         )
-    columns = list(rows[0]) if rows else ["result"]
     _emit(rows, columns, as_json=as_json, as_csv=as_csv, title=report.description)
 
 

@@ -9,9 +9,9 @@ from typing import Literal
 from sqlalchemy import Connection
 
 from inventory.reports import sql
-from inventory.reports.queries import Row, run_sql
+from inventory.reports.queries import Row, run_sql_columns
 
-__all__ = ["DEFAULT_PERIOD", "REPORTS", "NamedReport", "run_report"]
+__all__ = ["DEFAULT_PERIOD", "REPORTS", "NamedReport", "run_report", "run_report_columns"]
 
 Times = Literal["as_of", "period", "now"]
 DEFAULT_PERIOD = timedelta(hours=24)
@@ -73,10 +73,34 @@ def run_report(
     account_id: str | None = None,
     server_id: str | None = None,
 ) -> list[Row]:
+    return run_report_columns(
+        conn,
+        report,
+        now=now,
+        as_of=as_of,
+        since=since,
+        until=until,
+        account_id=account_id,
+        server_id=server_id,
+    )[1]
+
+
+def run_report_columns(
+    conn: Connection,
+    report: NamedReport,
+    *,
+    now: datetime,
+    as_of: datetime | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    account_id: str | None = None,
+    server_id: str | None = None,
+) -> tuple[list[str], list[Row]]:
+    """The report's column names (from its SQL: there even when no row is) and its rows."""
     query = report.sql
     if report.exposure and as_of is not None:
         query = f"{sql.AS_OF_CTE}\n{query}"
-    return run_sql(
+    return run_sql_columns(
         conn,
         query,
         as_of=as_of or now,

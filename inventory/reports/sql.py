@@ -115,6 +115,7 @@ SELECT account_id, server_id, server_name, error, started_at AS in_error_since,
        duration_seconds
 FROM server_status_periods
 WHERE status = 'error' AND ended_at IS NULL
+  AND (CAST(:account_id AS TEXT) IS NULL OR account_id = :account_id)
 ORDER BY started_at, account_id, server_id
 """
 
@@ -144,6 +145,7 @@ LEFT JOIN (
   WHERE started_at >= :since
   GROUP BY account_id
 ) p ON p.account_id = h.account_id
+WHERE CAST(:account_id AS TEXT) IS NULL OR h.account_id = :account_id
 ORDER BY h.account_id
 """
 
@@ -151,6 +153,7 @@ SYNC_FAILURES = """
 SELECT account_id, run_id, started_at, status, error_class, error_message, duration_seconds
 FROM sync_run_durations
 WHERE is_failure = 1 AND started_at >= :since AND started_at < :until
+  AND (CAST(:account_id AS TEXT) IS NULL OR account_id = :account_id)
 ORDER BY started_at, run_id
 """
 
@@ -192,6 +195,7 @@ CODE_MODE = """
 SELECT DISTINCT account_id, portal_id, portal_name, code_mode, allow_code_mode
 FROM exposure
 WHERE code_mode_on
+  AND (CAST(:account_id AS TEXT) IS NULL OR account_id = :account_id)
 ORDER BY account_id, portal_id
 """
 
@@ -199,6 +203,7 @@ NO_GATEWAY = """
 SELECT DISTINCT account_id, portal_id, portal_name
 FROM exposure
 WHERE skips_gateway
+  AND (CAST(:account_id AS TEXT) IS NULL OR account_id = :account_id)
 ORDER BY account_id, portal_id
 """
 
@@ -206,6 +211,7 @@ UNAUTHENTICATED = """
 SELECT DISTINCT account_id, server_id, server_name, portal_id, portal_name
 FROM exposure
 WHERE auth_type = 'unauthenticated'
+  AND (CAST(:account_id AS TEXT) IS NULL OR account_id = :account_id)
 ORDER BY account_id, server_id, portal_id
 """
 
@@ -213,6 +219,7 @@ ENABLED_TOOLS = """
 SELECT account_id, portal_id, portal_name, server_id, server_name, tool_name
 FROM exposure
 WHERE tool_enabled
+  AND (CAST(:account_id AS TEXT) IS NULL OR account_id = :account_id)
 ORDER BY account_id, portal_id, server_id, tool_name
 """
 

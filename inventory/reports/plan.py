@@ -1,0 +1,555 @@
+"""``inventory changes`` as a plan: what changed, grouped per portal or server. No I/O.
+
+Input: the versions a period opened or closed (``VersionEvent``), as the history tables hold
+them. Output: per entity (a portal or a server, with its name and account), per sync that
+changed it, the field changes of the entity and of what hangs under it (a portal's links and
+overrides; a server's tools, prompts and server-wide overrides); and the same as rows, one per
+field change, for ``--json``/``--csv``.
+
+JSON columns are compared by JSON path (``auth_config_summary.config.scope``), never as two
+whole documents; the record JSON (``raw``/``definition``) skips the top-level keys a dedicated
+column already shows. ``modified_at``/``modified_by`` are who and when of a change, not field
+changes; observation fields (``last_synced``, ``last_successful_sync``) are hidden unless asked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from inventory.selection import KIND_ORDER, SelectionError
+
+__all__ = [
+    "ABSENT",
+    "FIELDS",
+    "OBSERVATION_FIELDS",
+    "PLAN_COLUMNS",
+    "EntityPlan",
+    "Event",
+    "FieldChange",
+    "FieldFilter",
+    "Line",
+    "Plan",
+    "VersionEvent",
+    "build_plan",
+    "field_changes",
+    "json_diff",
+    "referenced",
+    "show_value",
+    "value_text",
+]
+
+
+class _Absent:
+    """A JSON key that is not there (distinct from a JSON null)."""
+
+    _instance: _Absent | None = None
+
+    def __new__(cls) -> _Absent:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Final = _Absent()
+
+# The value columns of each kind, in display order (the `changes` view's list, same meaning).
+FIELDS: dict[str, tuple[str, ...]] = {
+    "portal": (
+        "name",
+        "hostname",
+        "description",
+        "secure_web_gateway",
+        "code_mode",
+        "allow_code_mode",
+        "created_at",
+        "created_by",
+        "raw",
+    ),
+    "server": (
+        "name",
+        "hostname",
+        "auth_type",
+        "description",
+        "status",
+        "error",
+        "error_details",
+        "authentication_status",
+        "last_synced",
+        "last_successful_sync",
+        "secure_web_gateway",
+        "is_shared_oauth_callback_enabled",
+        "auth_config_summary",
+        "created_at",
+        "created_by",
+        "source",
+        "raw",
+    ),
+    "portal_server": ("default_disabled", "on_behalf", "extra"),
+    "tool": ("title", "description", "derived_key", "definition"),
+    "prompt": ("title", "description", "derived_key", "definition"),
+    "override": (
+        "enabled",
+        "alias",
+        "description",
+        "portal_alias",
+        "portal_description",
+        "server_alias",
+        "server_description",
+        "derived_key",
+        "raw",
+    ),
+}
+JSON_FIELDS = frozenset({"raw", "definition", "extra", "error_details", "auth_config_summary"})
+# The JSON that is the API's record itself: its top-level keys that a column repeats are skipped.
+RECORD_JSON = {
+    "portal": "raw",
+    "server": "raw",
+    "tool": "definition",
+    "prompt": "definition",
+    "override": "raw",
+}
+_RECORD_KEYS = frozenset({"id", "name", "modified_at", "modified_by"})
+# Observed by the API on its own schedule, not changed by anyone: hidden unless asked for.
+OBSERVATION_FIELDS = frozenset({"last_synced", "last_successful_sync"})
+WHO_WHEN = frozenset({"modified_at", "modified_by"})
+
+PLAN_COLUMNS = (
+    "at",
+    "account_id",
+    "account_name",
+    "kind",
+    "entity_key",
+    "entity_name",
+    "portal_id",
+    "server_id",
+    "change",
+    "field",
+    "old_value",
+    "new_value",
+    "modified_by",
+    "modified_at",
+    "run_id",
+)
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class VersionEvent:
+    """A version a period opened (created, restored, updated) or closed (deleted)."""
+
+    kind: str
+    account_id: str
+    key: tuple[str, ...]  # the key columns after account_id, in the table's order
+    change: str  # created | restored | updated | deleted
+    at: datetime
+    run_id: int | None
+    new: Mapping[str, Any] | None  # the version opened (None for deleted)
+    old: Mapping[str, Any] | None  # the version before (updated) or the one deleted
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    field: str  # a column, or a column and a JSON path: auth_config_summary.config.scope
+    old: Any  # ABSENT when the path was not there
+    new: Any
+
+    @property
+    def column(self) -> str:
+        return re.split(r"[.\[]", self.field, maxsplit=1)[0]
+
+
+@dataclass(slots=True)
+class Line:
+    """One entity's change within an event: the portal or server itself, or what hangs under it."""
+
+    kind: str
+    key: tuple[str, ...]
+    change: str
+    label: str  # "" for the entity the heading names
+    fields: list[FieldChange]
+    name: str | None = None
+    summary: str = ""  # what a created override sets, e.g. "enabled: false"
+
+
+@dataclass(slots=True)
+class Event:
+    """What one sync saw change under one entity."""
+
+    at: datetime
+    run_id: int | None
+    modified_by: str | None = None
+    modified_at: datetime | None = None
+    lines: list[Line] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class EntityPlan:
+    account_id: str
+    account_name: str | None
+    kind: str  # portal | server
+    id: str
+    name: str | None
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def symbol(self) -> str:
+        own = [ln.change for ev in self.events for ln in ev.lines if not ln.label]
+        first = bool(own) and own[0] in ("created", "restored")
+        last = bool(own) and own[-1] == "deleted"
+        return "±" if first and last else "+" if first else "-" if last else "~"
+
+
+@dataclass(slots=True)
+class Plan:
+    entities: list[EntityPlan]
+    rows: list[dict[str, Any]]
+    hidden: Counter[str]  # field changes left out because they are observation fields
+
+    @property
+    def changes(self) -> int:
+        return len(self.rows)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldFilter:
+    """``--field`` (only these, JSON paths below them included), ``--exclude-field``, and
+    ``--all-fields`` (observation fields too)."""
+
+    only: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    all_fields: bool = False
+
+    @staticmethod
+    def _under(name: str, pattern: str) -> bool:
+        return name == pattern or name.startswith((f"{pattern}.", f"{pattern}["))
+
+    def keeps(self, change: FieldChange) -> bool:
+        if any(self._under(change.field, p) for p in self.exclude):
+            return False
+        if self.only:
+            return any(self._under(change.field, p) for p in self.only)
+        return self.all_fields or change.column not in OBSERVATION_FIELDS
+
+    def check(self, kinds: Sequence[str]) -> None:
+        """Every named field must be a field of one of ``kinds``; the error lists them."""
+        valid = dict.fromkeys(f for k in kinds for f in FIELDS[k])
+        for option, names in (("--field", self.only), ("--exclude-field", self.exclude)):
+            for name in names:
+                if re.split(r"[.\[]", name, maxsplit=1)[0] not in valid:
+                    kinds_text = ", ".join(kinds)
+                    msg = (
+                        f"{option} {name!r} is not a field of {kinds_text}; valid: "
+                        f"{', '.join(valid)} (JSON ones take a path: raw.some_key)"
+                    )
+                    raise SelectionError(msg)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def _join(path: str, key: str) -> str:
+    if _PLAIN_KEY.fullmatch(key):
+        return f"{path}.{key}"
+    return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
+
+
+def _scalar_list(value: list[Any]) -> bool:
+    return not any(isinstance(v, dict | list) for v in value)
+
+
+def json_diff(path: str, old: Any, new: Any, skip: frozenset[str] = frozenset()) -> list[Any]:
+    """Field changes between two JSON values, one per differing path (``skip``: top-level keys
+    not to compare). Lists of plain values compare whole; lists of objects by index."""
+    out: list[FieldChange] = []
+
+    def walk(at: str, a: Any, b: Any, skipped: frozenset[str]) -> None:
+        if _same(a, b):
+            return
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(a.keys() | b.keys()):
+                if key not in skipped:
+                    walk(_join(at, key), a.get(key, ABSENT), b.get(key, ABSENT), frozenset())
+            return
+        if (
+            isinstance(a, list)
+            and isinstance(b, list)
+            and not (_scalar_list(a) and _scalar_list(b))
+        ):
+            for i in range(max(len(a), len(b))):
+                walk(
+                    f"{at}[{i}]",
+                    a[i] if i < len(a) else ABSENT,
+                    b[i] if i < len(b) else ABSENT,
+                    frozenset(),
+                )
+            return
+        if a != b or type(a) is not type(b):
+            out.append(FieldChange(at, a, b))
+
+    walk(path, old, new, skip)
+    return out
+
+
+def field_changes(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[FieldChange]:
+    """What differs between two versions of an entity, JSON columns path by path."""
+    out: list[FieldChange] = []
+    record = RECORD_JSON.get(kind)
+    skip = frozenset(FIELDS[kind]) | _RECORD_KEYS
+    for name in FIELDS[kind]:
+        a, b = old.get(name), new.get(name)
+        if name in JSON_FIELDS:
+            out.extend(json_diff(name, a, b, skip if name == record else frozenset()))
+        elif a != b:
+            out.append(FieldChange(name, a, b))
+    return out
+
+
+def show_value(value: Any) -> str:
+    """A value as a plan line shows it: strings quoted, JSON compact, times to the second."""
+    if value is ABSENT:
+        return "(absent)"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S" + (".%f" if value.microsecond else ""))
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _machine(value: Any) -> Any:
+    return None if value is ABSENT else value
+
+
+# --- grouping ------------------------------------------------------------------------------
+
+
+def _parent(kind: str, key: tuple[str, ...]) -> tuple[str, str]:
+    """The portal or server a change is shown under."""
+    if kind in ("portal", "server"):
+        return kind, key[0]
+    if kind == "portal_server":
+        return "portal", key[0]
+    if kind in ("tool", "prompt"):
+        return "server", key[0]
+    portal_id, server_id = key[0], key[1]  # override
+    return ("portal", portal_id) if portal_id else ("server", server_id)
+
+
+def _ids(kind: str, key: tuple[str, ...]) -> tuple[str | None, str | None, str | None]:
+    """portal_id, server_id and item name of a key (as the `changes` view gives them)."""
+    if kind == "portal":
+        return key[0], None, None
+    if kind == "server":
+        return None, key[0], None
+    if kind == "portal_server":
+        return key[0], key[1], None
+    if kind in ("tool", "prompt"):
+        return None, key[0], key[1]
+    return key[0] or None, key[1], key[3]
+
+
+def _server_label(server_id: str, names: Mapping[tuple[str, str], str | None]) -> str:
+    name = names.get(("server", server_id))
+    return f"server {server_id}" + (f" ({name})" if name else "")
+
+
+def _label(
+    kind: str, key: tuple[str, ...], names: Mapping[tuple[str, str], str | None], under: str
+) -> str:
+    if kind in ("portal", "server"):
+        return ""
+    if kind == "portal_server":
+        return f"link to {_server_label(key[1], names)}"
+    if kind in ("tool", "prompt"):
+        return f"{kind} {key[1]}"
+    _portal_id, server_id, item_kind, name = key
+    if under == "portal":
+        return f"{item_kind} override {name} on {_server_label(server_id, names)}"
+    return f"server-wide {item_kind} override {name}"
+
+
+def _summary(kind: str, values: Mapping[str, Any] | None) -> str:
+    if kind != "override" or not values:
+        return ""
+    shown = [
+        f"{n}: {show_value(values[n])}"
+        for n in ("enabled", "alias", "portal_alias", "server_alias")
+        if values.get(n) is not None
+    ]
+    return ", ".join(shown)
+
+
+def _own_name(kind: str, event: VersionEvent) -> str | None:
+    values = event.new or event.old or {}
+    name = values.get("name")
+    if kind in ("tool", "prompt", "override") and name is None:
+        name = event.key[-1]
+    return name if isinstance(name, str) else None
+
+
+def _shown_fields(
+    ev: VersionEvent, fields: FieldFilter, hidden: Counter[str]
+) -> list[FieldChange] | None:
+    """The field changes of ``ev`` to show; None when the event is not to be shown at all."""
+    if ev.change != "updated":
+        return None if fields.only else []
+    changed = field_changes(ev.kind, ev.old or {}, ev.new or {})
+    kept = [c for c in changed if fields.keeps(c)]
+    if not fields.only and not fields.all_fields:
+        hidden.update(c.column for c in changed if c.column in OBSERVATION_FIELDS and c not in kept)
+    # nothing left to show; an update of a portal or server that changed no field at all (only
+    # who/when) still shows, as who touched it
+    if not kept and (changed or fields.only or ev.kind not in ("portal", "server")):
+        return None
+    return kept
+
+
+def build_plan(
+    events: Iterable[VersionEvent],
+    *,
+    names: Mapping[tuple[str, str, str], str | None],
+    account_names: Mapping[str, str | None],
+    fields: FieldFilter | None = None,
+) -> Plan:
+    """Group version events per portal or server, per sync; the rows for scripts beside.
+
+    ``names``: (account_id, "portal"|"server", id) → the name to show (the latest known).
+    """
+    fields = fields or FieldFilter()
+    hidden: Counter[str] = Counter()
+    groups: dict[tuple[str, str, str], EntityPlan] = {}
+    by_event: dict[tuple[str, str, str, datetime, int | None], Event] = {}
+    ordered = sorted(
+        events,
+        key=lambda e: (e.at, e.run_id or 0, e.account_id, KIND_ORDER.index(e.kind), e.key),
+    )
+    for ev in ordered:
+        parent_kind, parent_id = _parent(ev.kind, ev.key)
+        acct_names = {(k, i): n for (a, k, i), n in names.items() if a == ev.account_id}
+        kept = _shown_fields(ev, fields, hidden)
+        if kept is None:
+            continue
+        group_key = (ev.account_id, parent_kind, parent_id)
+        group = groups.get(group_key)
+        if group is None:
+            name = names.get(group_key)
+            group = EntityPlan(
+                account_id=ev.account_id,
+                account_name=account_names.get(ev.account_id),
+                kind=parent_kind,
+                id=parent_id,
+                name=name,
+            )
+            groups[group_key] = group
+        event = by_event.get((*group_key, ev.at, ev.run_id))
+        if event is None:
+            event = Event(at=ev.at, run_id=ev.run_id)
+            by_event[(*group_key, ev.at, ev.run_id)] = event
+            group.events.append(event)
+        if ev.kind == parent_kind and ev.new is not None:
+            event.modified_by = ev.new.get("modified_by")
+            event.modified_at = ev.new.get("modified_at")
+        if ev.kind == parent_kind and ev.change != "deleted":
+            group.name = _own_name(ev.kind, ev) or group.name
+        event.lines.append(
+            Line(
+                kind=ev.kind,
+                key=ev.key,
+                change=ev.change,
+                label=_label(ev.kind, ev.key, acct_names, parent_kind),
+                fields=kept,
+                name=_own_name(ev.kind, ev),
+                summary=_summary(ev.kind, ev.new) if ev.change in ("created", "restored") else "",
+            )
+        )
+    entities = sorted(
+        groups.values(),
+        key=lambda g: (
+            g.account_name or "~",
+            g.account_id,
+            KIND_ORDER.index(g.kind),
+            g.name or "",
+            g.id,
+        ),
+    )
+    for group in entities:
+        for event in group.events:
+            own = [ln for ln in event.lines if not ln.label]
+            # an update of the entity itself that changed nothing shown, beside other lines:
+            # its who/when heads the event, it needs no line of its own
+            if len(event.lines) > len(own):
+                event.lines = [
+                    ln for ln in event.lines if ln.label or ln.change != "updated" or ln.fields
+                ]
+            event.lines.sort(key=lambda ln: (bool(ln.label), KIND_ORDER.index(ln.kind), ln.key))
+    return Plan(entities=entities, rows=list(_rows(entities)), hidden=hidden)
+
+
+def _rows(entities: Sequence[EntityPlan]) -> Iterator[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for group in entities:
+        for event in group.events:
+            for line in event.lines:
+                portal_id, server_id, _item = _ids(line.kind, line.key)
+                own = not line.label
+                base = {
+                    "at": event.at,
+                    "account_id": group.account_id,
+                    "account_name": group.account_name,
+                    "kind": line.kind,
+                    "entity_key": "/".join(line.key),
+                    "entity_name": group.name if own else line.name,
+                    "portal_id": portal_id,
+                    "server_id": server_id,
+                    "change": line.change,
+                    "modified_by": event.modified_by if line.change != "deleted" else None,
+                    "modified_at": event.modified_at if line.change != "deleted" else None,
+                    "run_id": event.run_id,
+                }
+                if not line.fields:
+                    rows.append({**base, "field": None, "old_value": None, "new_value": None})
+                for change in line.fields:
+                    rows.append(
+                        {
+                            **base,
+                            "field": change.field,
+                            "old_value": _machine(change.old),
+                            "new_value": _machine(change.new),
+                        }
+                    )
+    rows.sort(
+        key=lambda r: (r["at"], r["account_id"], r["kind"], r["entity_key"], r["field"] or "")
+    )
+    yield from ({c: r[c] for c in PLAN_COLUMNS} for r in rows)
+
+
+def referenced(events: Iterable[VersionEvent]) -> set[tuple[str, str, str]]:
+    """The portals and servers a plan of ``events`` names: (account_id, kind, id)."""
+    wanted: set[tuple[str, str, str]] = set()
+    for ev in events:
+        wanted.add((ev.account_id, *_parent(ev.kind, ev.key)))
+        if ev.kind in ("portal_server", "override"):
+            wanted.add((ev.account_id, "server", ev.key[1]))
+    return wanted
+
+
+def value_text(value: Any) -> str | None:
+    """A row's value as CSV holds it: text as is, times ISO 8601, anything else as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
