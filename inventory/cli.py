@@ -219,7 +219,7 @@ def sync_command(
 
     An account another process is syncing right now is skipped (not a failure).
     """
-    from inventory.render import results_json, results_table
+    from inventory.render import results_json, results_summary
     from inventory.service import run_sync
 
     with user_errors():
@@ -231,7 +231,8 @@ def sync_command(
     if as_json:
         sys.stdout.write(results_json(results) + "\n")
     else:
-        out.print(results_table(results, width=out.width))
+        for part in results_summary(results, width=out.width):
+            out.print(part)
     raise typer.Exit(1 if any(r.failed for r in results) else 0)
 
 

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from inventory.db.engine import sqlite_path
 from inventory.logs import configure_logging
-from inventory.render import results_table
+from inventory.render import results_summary
 from inventory.reports.plan import build_plan, referenced
 from inventory.reports.queries import entity_names, known_accounts, version_events
 from inventory.reports.render import plan_lines
@@ -73,7 +73,8 @@ def run_demo(console: Console, *, cycles: int = 3, database_url: str | None = No
                     for line in sim.advance(steps=4):
                         console.print(f"  the API changed: {line}", highlight=False)
                 results = run_sync(settings, settings.accounts)
-                console.print(results_table(results, width=console.width))
+                for part in results_summary(results, width=console.width):
+                    console.print(part)
                 if cycle > 1:
                     with engine.connect() as conn:
                         _print_changes(console, conn, cycle_began, datetime.now(UTC))

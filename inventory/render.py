@@ -7,13 +7,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from inventory.reports.render import Column, fit_columns, fitted_table
+from inventory.reports.render import Column, fit_columns, fitted_table, notes
 from inventory.sync import AccountResult
 
-__all__ = ["config_table", "results_json", "results_table"]
+__all__ = ["config_table", "results_json", "results_summary", "results_table"]
 
 KIND_COLUMNS = (
     ("portal", "portals"),
@@ -53,9 +54,15 @@ def _changes(counts: Mapping[str, Mapping[str, int]]) -> str:
     return "\n".join(parts) if parts else ("no change" if counts else "-")
 
 
+def results_summary(results: Sequence[AccountResult], *, width: int = 200) -> list[RenderableType]:
+    """The sync summary table, then each failed or partial account's error below it."""
+    entries = [(f"{r.name or r.account_id} ({r.status}):", r.error) for r in results if r.error]
+    return [results_table(results, width=width), *notes("errors:", entries)]
+
+
 def results_table(results: Sequence[AccountResult], *, width: int = 200) -> Table:
     """The sync summary, fitted to ``width``: a column per kind when they fit, else one
-    "changes" column that wraps; counts are never cut."""
+    "changes" column, a line per kind; counts are never cut."""
     rows = [
         {
             "account": r.name or r.account_id,
@@ -65,7 +72,6 @@ def results_table(results: Sequence[AccountResult], *, width: int = 200) -> Tabl
             "rejected": str(r.rejected),
             "requests": str(r.requests),
             "time": f"{r.duration:.1f}s",
-            "error": r.error or "",
         }
         for r in results
     ]
@@ -77,7 +83,6 @@ def results_table(results: Sequence[AccountResult], *, width: int = 200) -> Tabl
         Column("rejected", "rejected", drop=2, justify="right"),
         Column("requests", "requests", drop=4, justify="right"),
         Column("time", "time", drop=3, justify="right"),
-        Column("error", "error", drop=1, wrap=16),
     ]
     wide = [
         *head,
@@ -86,7 +91,7 @@ def results_table(results: Sequence[AccountResult], *, width: int = 200) -> Tabl
     ]
     title = "sync summary (+added ~changed -removed)"
     kept, _dropped = fit_columns(wide, rows, width)
-    # a column per kind only while the error and rejected columns still fit beside them
+    # a column per kind only while the rejected column still fits beside them
     if all(c in kept for c in wide if c.key not in ("requests", "time")):
         table = fitted_table(rows, wide, width=width, title=title)
     else:

@@ -252,12 +252,9 @@ def status_command(
     as_csv: AsCsv = False,
 ) -> None:
     """Sync health per account: last run, last success, runs and failures, average duration."""
-    from rich.padding import Padding
-    from rich.text import Text
-
     from inventory.cli import out
     from inventory.reports.queries import run_sql_columns
-    from inventory.reports.render import Column, cell, fitted_table
+    from inventory.reports.render import Column, cell, fitted_table, notes
     from inventory.reports.sql import SYNC_STATUS
 
     _one_format(as_json, as_csv)
@@ -284,12 +281,15 @@ def status_command(
     )
     out.print(table)
     failed = [r for r in rows if r["last_failure_at"] is not None]
-    if failed:
-        out.print(Text("last failure of each account:", style="bold"))
-    for row in failed:
-        error = ": ".join(str(p) for p in (row["last_error_class"], row["last_error_message"]) if p)
-        line = f"{row['account']}  {cell(row['last_failure_at'])}  {error}"
-        out.print(Padding(Text(line), (0, 0, 0, 2)))
+    entries = [
+        (
+            f"{r['account']}, {cell(r['last_failure_at'])}:",
+            ": ".join(str(p) for p in (r["last_error_class"], r["last_error_message"]) if p),
+        )
+        for r in failed
+    ]
+    for line in notes("last failure of each account:", entries):
+        out.print(line)
 
 
 def timeline_command(
@@ -337,14 +337,15 @@ def timeline_command(
         )
         for period in periods:
             period["until"] = cell(period["ended_at"]) if period["ended_at"] else "now"
+            period["ended"] = period["ended_by"] or "ongoing"
         table = fitted_table(
             periods,
             [
                 Column("status", "status"),
                 Column("started_at", "from"),
-                Column("until", "until", drop=3, format=str),
+                Column("until", "until", drop=4, format=str),
                 Column("duration_seconds", "lasted", justify="right", format=duration_text),
-                Column("ended_by", "ended", drop=4),
+                Column("ended", "ended", drop=3),
                 Column("error", "error", drop=2, wrap=20),
             ],
             width=out.width,

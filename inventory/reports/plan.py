@@ -254,7 +254,14 @@ class FieldFilter:
 
 
 def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
+    """Equal as JSON: true is not 1 (Python's == says it is), 1 is not 1.0."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def _join(path: str, key: str) -> str:
@@ -271,6 +278,12 @@ def json_diff(path: str, old: Any, new: Any, skip: frozenset[str] = frozenset())
     """Field changes between two JSON values, one per differing path (``skip``: top-level keys
     not to compare). Lists of plain values compare whole; lists of objects by index."""
     out: list[FieldChange] = []
+    # a column that was NULL (or a path that was absent) and now holds an object, or the
+    # reverse, shows as the paths it gained or lost
+    if isinstance(new, dict) and (old is None or old is ABSENT):
+        old = {}
+    if isinstance(old, dict) and (new is None or new is ABSENT):
+        new = {}
 
     def walk(at: str, a: Any, b: Any, skipped: frozenset[str]) -> None:
         if _same(a, b):
@@ -293,8 +306,7 @@ def json_diff(path: str, old: Any, new: Any, skip: frozenset[str] = frozenset())
                     frozenset(),
                 )
             return
-        if a != b or type(a) is not type(b):
-            out.append(FieldChange(at, a, b))
+        out.append(FieldChange(at, a, b))
 
     walk(path, old, new, skip)
     return out

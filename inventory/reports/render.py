@@ -26,6 +26,7 @@ __all__ = [
     "duration_text",
     "fit_columns",
     "fitted_table",
+    "notes",
     "plan_lines",
     "rows_csv",
     "rows_json",
@@ -134,22 +135,22 @@ def _event_heading(event: Event) -> Padding:
 def plan_lines(plan: Plan, *, since: datetime, until: datetime) -> list[RenderableType]:
     """The plan for people: a heading per portal or server, each sync's changes beneath."""
     count, entities = plan.changes, len(plan.entities)
-    what = (
-        f"{count} change{'s' if count != 1 else ''} under {entities} "
-        f"portal{'s' if entities != 1 else ''} or server{'s' if entities != 1 else ''}"
-        if entities
-        else "no changes"
-    )
     out: list[RenderableType] = [
-        Text(f"{what} from {_when(since)} to {_when(until)} UTC", style="bold")
+        Text(f"changes from {_when(since)} to {_when(until)} UTC", style="bold"),
+        Text(
+            f"{count} change{'s' if count != 1 else ''} under {entities} "
+            f"portal{'s' if entities != 1 else ''} or server{'s' if entities != 1 else ''}"
+            if entities
+            else "no changes"
+        ),
     ]
     if plan.hidden:
         fields = ", ".join(sorted(plan.hidden))
         total = sum(plan.hidden.values())
         out.append(
             Text(
-                f"({total} change{'s' if total != 1 else ''} of {fields} hidden: "
-                "--all-fields or --field shows them)",
+                f"{total} change{'s' if total != 1 else ''} of {fields} hidden "
+                "(--all-fields shows them)",
                 style="dim",
             )
         )
@@ -269,17 +270,26 @@ def fitted_table(
 
 
 def duration_text(seconds: float | None) -> str:
-    """1d 2h 3m 4s; whole seconds, never cut short."""
+    """1d 2h 3m 4s, whole seconds, zero parts left out ("1d", "2h 5s"); never cut short."""
     if seconds is None:
         return ""
     total = round(seconds)
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [f"{days}d"] if days else []
-    if days or hours:
-        parts.append(f"{hours}h")
-    if days or hours or minutes:
-        parts.append(f"{minutes}m")
-    parts.append(f"{secs}s")
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
+    if secs or not parts:
+        parts.append(f"{secs}s")
     return " ".join(parts)
+
+
+def notes(title: str, entries: Sequence[tuple[str, str]]) -> list[RenderableType]:
+    """A titled list under a table: each entry's head, then its text indented (and wrapped
+    there), for what is too long for a table cell (error messages)."""
+    if not entries:
+        return []
+    out: list[RenderableType] = [Text(title, style="bold")]
+    for head, body in entries:
+        out.append(Padding(Text(head), (0, 0, 0, 2), expand=False))
+        out.append(Padding(Text(body), (0, 0, 0, 4), expand=False))
+    return out

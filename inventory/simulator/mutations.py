@@ -64,6 +64,16 @@ class Mutations:
         with self._mutate(account_id) as (acct, now):
             _stamp(acct.portal(portal_id), now)["description"] = description
 
+    def set_portal_fields(self, account_id: str, portal_id: str, fields: dict[str, Any]) -> None:
+        """Set any fields of a portal's record, documented or not (a field the API adds)."""
+        with self._mutate(account_id) as (acct, now):
+            _stamp(acct.portal(portal_id), now).update(fields)
+
+    def set_server_fields(self, account_id: str, server_id: str, fields: dict[str, Any]) -> None:
+        """Set any fields of a server's record: ``auth_config_summary``, a field the API adds."""
+        with self._mutate(account_id) as (acct, now):
+            _stamp(acct.server(server_id), now).update(fields)
+
     def set_server_status(
         self, account_id: str, server_id: str, status: str, *, error: str | None = None
     ) -> None:
