@@ -439,6 +439,7 @@ def test_account_names_work_everywhere(db_url: str, scenario: Scenario) -> None:
         (["changes", "--field", "colour"], "valid: name, hostname"),
         (["changes", "--kind", "tool", "--exclude-field", "status"], "not a field of tool"),
         (["changes", "--json", "--csv"], "not both"),
+        (["changes", "--since", "2026-02-03", "--until", "2026-02-02"], "is not before --until"),
         (["status", "--account", "nope"], "valid: acct-0 ("),
         (["timeline", "server", "x", "--account", "nope"], "valid: acct-0 ("),
         (["show", "portal", "x", "--account", "nope"], "valid: acct-0 ("),

@@ -152,6 +152,10 @@ def changes_command(
     now = _now()
     start = _instant(since, "--since", now=now) or now
     end = _instant(until, "--until", now=now) or now
+    if start >= end:
+        _fail(
+            f"--since ({start:%Y-%m-%d %H:%M:%S}) is not before --until ({end:%Y-%m-%d %H:%M:%S})"
+        )
     with user_errors():
         kinds = parse_kinds(kind or []) or list(KIND_ORDER)
         fields = FieldFilter(tuple(field or ()), tuple(exclude_field or ()), all_fields)

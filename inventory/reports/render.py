@@ -17,7 +17,15 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from inventory.reports.plan import ABSENT, EntityPlan, Event, FieldChange, Plan, show_value
+from inventory.reports.plan import (
+    ABSENT,
+    EntityPlan,
+    Event,
+    FieldChange,
+    Line,
+    Plan,
+    show_value,
+)
 
 __all__ = [
     "Column",
@@ -132,6 +140,12 @@ def _event_heading(event: Event) -> Padding:
     return Padding(Text(" · ".join(parts), style="dim"), (0, 0, 0, 4), expand=False)
 
 
+def _with(lines: Sequence[Line]) -> str:
+    counts = {k: sum(1 for ln in lines if ln.kind == k) for k in ("tool", "prompt")}
+    parts = [f"{n} {k}{'s' if n != 1 else ''}" for k, n in counts.items() if n]
+    return f", with {' and '.join(parts)}" if parts else ""
+
+
 def plan_lines(plan: Plan, *, since: datetime, until: datetime) -> list[RenderableType]:
     """The plan for people: a heading per portal or server, each sync's changes beneath."""
     count, entities = plan.changes, len(plan.entities)
@@ -159,11 +173,24 @@ def plan_lines(plan: Plan, *, since: datetime, until: datetime) -> list[Renderab
         out.append(_heading(entity))
         for event in entity.events:
             out.append(_event_heading(event))
+            own = next((ln.change for ln in event.lines if not ln.label), None)
+            # a server created, restored or deleted with its tools and prompts: counted, not
+            # listed (--json lists them)
+            counted = [
+                ln
+                for ln in event.lines
+                if own not in (None, "updated")
+                and ln.kind in ("tool", "prompt")
+                and ln.change == own
+            ]
+            skip = {id(ln) for ln in counted}
             for line in event.lines:
                 symbol = _LINE_SYMBOL[line.change]
+                if id(line) in skip:
+                    continue
                 if not line.label:
                     if line.change != "updated":
-                        out.append(_line(6, symbol, line.change))
+                        out.append(_line(6, symbol, line.change + _with(counted)))
                     elif not line.fields:
                         out.append(_line(6, "~", "saved, no field changed"))
                     out.extend(_field_line(6, change) for change in line.fields)
