@@ -97,10 +97,11 @@ def _emit(
     as_csv: bool,
     title: str,
     table: Any = None,
+    account_names: dict[str, str | None] | None = None,
 ) -> None:
     """Rows as JSON or CSV (always the same columns, header even when empty), or a table."""
     from inventory.cli import out
-    from inventory.reports.render import rows_csv, rows_json, rows_table
+    from inventory.reports.render import auto_table, rows_csv, rows_json
 
     _one_format(as_json, as_csv)
     if as_json:
@@ -110,7 +111,13 @@ def _emit(
     elif table is not None:
         out.print(table)
     else:
-        out.print(rows_table(rows, columns, title=f"{title} ({len(rows)})"))
+        if account_names and "account_id" in columns:
+            # people read the account's name where it has one; scripts get the id
+            rows = [
+                {**r, "account_id": account_names.get(r["account_id"]) or r["account_id"]}
+                for r in rows
+            ]
+        out.print(auto_table(rows, columns, width=out.width, title=f"{title} ({len(rows)})"))
 
 
 def changes_command(
@@ -393,6 +400,7 @@ def report_command(
     start, end = _instant(since, "--since", now=now), _instant(until, "--until", now=now)
     with _connection(ctx) as conn:
         account_id = _account_id(ctx, conn, account)
+        names = {a.id: a.name for a in reversed(_known_accounts(ctx, conn))}
         columns, rows = run_report_columns(
             conn,
             report,
@@ -403,7 +411,14 @@ def report_command(
             account_id=account_id,
             server_id=server,
         )
-    _emit(rows, columns, as_json=as_json, as_csv=as_csv, title=report.description)
+    _emit(
+        rows,
+        columns,
+        as_json=as_json,
+        as_csv=as_csv,
+        title=report.description,
+        account_names=names,
+    )
 
 
 def prune_command(

@@ -444,13 +444,16 @@ def build_plan(
     hidden: Counter[str] = Counter()
     groups: dict[tuple[str, str, str], EntityPlan] = {}
     by_event: dict[tuple[str, str, str, datetime, int | None], Event] = {}
+    per_account: dict[str, dict[tuple[str, str], str | None]] = {}
+    for (account_id, kind, entity_id), name in names.items():
+        per_account.setdefault(account_id, {})[(kind, entity_id)] = name
     ordered = sorted(
         events,
         key=lambda e: (e.at, e.run_id or 0, e.account_id, KIND_ORDER.index(e.kind), e.key),
     )
     for ev in ordered:
         parent_kind, parent_id = _parent(ev.kind, ev.key)
-        acct_names = {(k, i): n for (a, k, i), n in names.items() if a == ev.account_id}
+        acct_names = per_account.get(ev.account_id, {})
         kept = _shown_fields(ev, fields, hidden)
         if kept is None:
             continue

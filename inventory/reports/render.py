@@ -30,6 +30,7 @@ from inventory.reports.plan import (
 __all__ = [
     "Column",
     "Format",
+    "auto_table",
     "cell",
     "duration_text",
     "fit_columns",
@@ -294,6 +295,30 @@ def fitted_table(
             *(Text(texts[c.key][i], style=c.style(row.get(c.key)) if c.style else "") for c in kept)
         )
     return table
+
+
+def auto_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, width: int, title: str
+) -> Table:
+    """Any rows, fitted: text wraps (to 8 columns at the least), numbers and times never do;
+    only when even that is too wide do the rightmost columns go."""
+    specs = []
+    for i, name in enumerate(columns):
+        values = [r.get(name) for r in rows if r.get(name) is not None]
+        plain = all(isinstance(v, int | float | datetime) for v in values)
+        number = plain and any(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values
+        )
+        specs.append(
+            Column(
+                name,
+                name,
+                drop=i,
+                wrap=0 if plain else 8,
+                justify="right" if number else "left",
+            )
+        )
+    return fitted_table(rows, specs, width=width, title=title)
 
 
 def duration_text(seconds: float | None) -> str:
