@@ -17,6 +17,8 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -492,3 +494,17 @@ def test_every_report_has_its_header_when_empty(db_url: str) -> None:
         assert "result" not in columns, (args, columns)
         assert json.loads(invoke(db_url, *args, "--json").stdout) == []
     assert invoke(db_url, "changes", "--csv").stdout.strip().split(",") == list(PLAN_COLUMNS)
+
+
+def test_a_real_pipe_honours_columns(db_url: str, scenario: Scenario, tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("INVENTORY_", "COLUMNS"))}
+    args = [sys.executable, "-m", "inventory", "--database-url", db_url, *COMMANDS["status"]]
+    for columns, snapshot in (("120", "status-120"), (None, "status-80")):
+        env = {**base, "INVENTORY_LOG_FORMAT": "json"}
+        if columns is not None:
+            env["COLUMNS"] = columns
+        done = subprocess.run(
+            args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert normalised(done.stdout) == (SNAPSHOTS / f"{snapshot}.txt").read_text()
