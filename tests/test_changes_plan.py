@@ -438,6 +438,7 @@ def test_account_names_work_everywhere(db_url: str, scenario: Scenario) -> None:
         (["changes", "--kind", "portalz"], "use one of portal, server, portal_server"),
         (["changes", "--kind", "portal,nope"], "'nope' is not a kind"),
         (["changes", "--account", "nope"], "valid: acct-0 ("),
+        (["changes", "--account", "[red]x"], "'[red]x' is not a known account"),
         (["changes", "--field", "colour"], "valid: name, hostname"),
         (["changes", "--kind", "tool", "--exclude-field", "status"], "not a field of tool"),
         (["changes", "--json", "--csv"], "not both"),

@@ -96,7 +96,6 @@ def _emit(
     as_json: bool,
     as_csv: bool,
     title: str,
-    table: Any = None,
     account_names: dict[str, str | None] | None = None,
 ) -> None:
     """Rows as JSON or CSV (always the same columns, header even when empty), or a table."""
@@ -108,8 +107,6 @@ def _emit(
         sys.stdout.write(rows_json([{c: r.get(c) for c in columns} for r in rows]) + "\n")
     elif as_csv:
         sys.stdout.write(rows_csv(rows, columns))
-    elif table is not None:
-        out.print(table)
     else:
         if account_names and "account_id" in columns:
             # people read the account's name where it has one; scripts get the id
@@ -244,15 +241,18 @@ def _print_entity(kind: str, found: dict[str, Any]) -> None:
         out.print(rows_table(found[part], columns, title=part))
 
 
-STATUS_COLUMNS = (
-    ("account", "account", 0, 12, "left"),
-    ("last_status", "last run", 0, 0, "left"),
-    ("last_sync_at", "last sync", 1, 0, "left"),
-    ("last_success_at", "last success", 2, 0, "left"),
-    ("runs", "runs", 3, 0, "right"),
-    ("failures", "failed", 1, 0, "right"),
-    ("avg_duration_seconds", "avg", 4, 0, "right"),
-)
+def _status_columns() -> list[Any]:
+    from inventory.reports.render import Column
+
+    return [
+        Column("account", "account", wrap=12),
+        Column("last_status", "last run"),
+        Column("last_sync_at", "last sync", drop=1),
+        Column("last_success_at", "last success", drop=2),
+        Column("runs", "runs", drop=3, justify="right"),
+        Column("failures", "failed", drop=1, justify="right"),
+        Column("avg_duration_seconds", "avg", drop=4, justify="right"),
+    ]
 
 
 def status_command(
@@ -265,7 +265,7 @@ def status_command(
     """Sync health per account: last run, last success, runs and failures, average duration."""
     from inventory.cli import out
     from inventory.reports.queries import run_sql_columns
-    from inventory.reports.render import Column, cell, fitted_table, notes
+    from inventory.reports.render import cell, fitted_table, notes
     from inventory.reports.sql import SYNC_STATUS
 
     _one_format(as_json, as_csv)
@@ -283,12 +283,10 @@ def status_command(
             row["avg_duration_seconds"] = f"{row['avg_duration_seconds']:.1f}s"
     table = fitted_table(
         rows,
-        [
-            Column(key, header, drop=drop, wrap=wrap, justify=justify)  # type: ignore[arg-type]
-            for key, header, drop, wrap, justify in STATUS_COLUMNS
-        ],
+        _status_columns(),
         width=out.width,
-        title=f"sync health since {cell(start)} UTC ({len(rows)} accounts)",
+        title=f"sync health since {cell(start)} UTC ({len(rows)} account"
+        f"{'' if len(rows) == 1 else 's'})",
     )
     out.print(table)
     failed = [r for r in rows if r["last_failure_at"] is not None]

@@ -87,7 +87,8 @@ def rows_table(
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(cell(row.get(c)) for c in columns))
+        # Text, not str: a value holding "[...]" is shown as it is, not read as markup
+        table.add_row(*(Text(cell(row.get(c))) for c in columns))
     return table
 
 
