@@ -57,7 +57,7 @@ def _changes(counts: Mapping[str, Mapping[str, int]]) -> str:
 def results_summary(results: Sequence[AccountResult], *, width: int = 200) -> list[RenderableType]:
     """The sync summary table, then each failed or partial account's error below it."""
     entries = [(f"{r.name or r.account_id} ({r.status}):", r.error) for r in results if r.error]
-    return [results_table(results, width=width), *notes("errors:", entries)]
+    return [results_table(results, width=width), *notes("why:", entries)]
 
 
 def results_table(results: Sequence[AccountResult], *, width: int = 200) -> Table:

@@ -251,6 +251,7 @@ def _status_columns() -> list[Any]:
         Column("last_success_at", "last success", drop=2),
         Column("runs", "runs", drop=3, justify="right"),
         Column("failures", "failed", drop=1, justify="right"),
+        Column("superseded", "superseded", drop=5, justify="right"),
         Column("avg_duration_seconds", "avg", drop=4, justify="right"),
     ]
 
