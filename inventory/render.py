@@ -76,7 +76,8 @@ def results_table(results: Sequence[AccountResult], *, width: int = 200) -> Tabl
         for r in results
     ]
     head = [
-        Column("account", "account", wrap=12),
+        # an id stays whole (32 columns) unless nothing else can give way
+        Column("account", "account", wrap=32),
         Column("status", "status", style=lambda status: STATUS_STYLE.get(status, "")),
     ]
     tail = [

@@ -286,7 +286,7 @@ def test_big_counts_are_never_cut() -> None:
         text = console.export_text()
         check_fits(text, width)
         assert text.count("+1500 ~12345 -7") == 6, text
-        assert "0" * 12 in text
+        assert "0" * (32 if width >= 80 else 12) in text  # an id folds only when it must
 
 
 # --- the plan's pieces -------------------------------------------------------------------------

@@ -245,7 +245,7 @@ def _status_columns() -> list[Any]:
     from inventory.reports.render import Column
 
     return [
-        Column("account", "account", wrap=12),
+        Column("account", "account", wrap=32),
         Column("last_status", "last run"),
         Column("last_sync_at", "last sync", drop=1),
         Column("last_success_at", "last success", drop=2),
