@@ -99,16 +99,7 @@ class Options:
 
     def settings(self, *, require_accounts: bool = True, log_warnings: bool = True) -> Any:
         """Load the settings and configure logging; warnings are logged once, here."""
-        import os
-
-        from inventory.settings import load_settings
-
-        environ = dict(os.environ)
-        if self.config is not None:
-            environ["INVENTORY_CONFIG"] = str(self.config)
-        settings = load_settings(
-            overrides=self.overrides, environ=environ, require_accounts=require_accounts
-        )
+        settings = self.load(require_accounts=require_accounts)
         from inventory.logs import configure_logging
 
         configure_logging(settings.log_level, settings.log_format)
@@ -119,6 +110,19 @@ class Options:
             for warning in settings.warnings:
                 log.warning(warning)
         return settings
+
+    def load(self, *, require_accounts: bool = True) -> Any:
+        """The settings from every source, read afresh (the daemon's SIGHUP reads them again)."""
+        import os
+
+        from inventory.settings import load_settings
+
+        environ = dict(os.environ)
+        if self.config is not None:
+            environ["INVENTORY_CONFIG"] = str(self.config)
+        return load_settings(
+            overrides=self.overrides, environ=environ, require_accounts=require_accounts
+        )
 
 
 @app.callback()

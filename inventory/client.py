@@ -2,9 +2,14 @@
 
     get_page (get_detail: one entity, its 404 told apart as "gone" or not)
     └── stamina.retry_context, decided by ``_retry_wait`` (429/5xx/520-530, timeouts, dropped
-        connections; Retry-After honoured; bounded by attempts and by seconds)
+        connections; Retry-After honoured; bounded by attempts and by the deadlines)
         └── _attempt: limiter.acquire_slot() → send (streamed) → limiter.observe() + settle()
             → _read_envelope
+
+Each call is bounded by ``request_deadline`` (connect, headers, the whole body and every retry)
+and by the caller's deadline if it passes one (the account's), whichever ends first; time spent
+waiting for rate-limit budget counts toward neither (``inventory.deadline``). ``read_timeout``
+stays the limit for each chunk.
 
 Every failure leaves as an ``inventory.errors.FetchError`` whose message names the request, what
 went wrong in an operator's words, and never a credential: anything the server says is scrubbed of
@@ -27,8 +32,16 @@ from typing import Any, Literal
 import httpx
 import stamina
 
+from inventory.deadline import Deadline, bounded_io, earliest, within
 from inventory.envelope import cloudflare_errors, decode_envelope, decode_known, digest
-from inventory.errors import ApiError, AuthError, BadResponseError, FetchError, TransportError
+from inventory.errors import (
+    ApiError,
+    AuthError,
+    BadResponseError,
+    DeadlineError,
+    FetchError,
+    TransportError,
+)
 from inventory.ratelimit import (
     RateLimitBlocked,
     RateLimiter,
@@ -138,13 +151,41 @@ class _Call:
     url: str
     secrets: tuple[str, ...]
     stats: RequestStats
-    start: float
+    deadlines: tuple[Deadline, ...]  # the request's own first, then the caller's
     attempts: int = 0
-    throttled: float = 0.0  # our limiter's waits are not charged to the retry budget
     pending_rate_limit_wait: float | None = None
+    rate_limit_wait_from: float | None = None  # when a wait Cloudflare asked for began
     gave_up_because: str = ""
+    out_of_time: Deadline | None = None  # the deadline that made the call give up
     known: Collection[str] = ()  # digests of bodies the caller need not have decoded
     single: bool = False  # a detail route: ``result`` is one object, not a list
+
+    def remaining(self) -> float:
+        return min(d.remaining() for d in self.deadlines)
+
+    def exclude(self, seconds: float) -> None:
+        """Waits for rate-limit budget are charged to no deadline."""
+        for deadline in self.deadlines:
+            deadline.exclude(seconds)
+
+    def check_deadline(self) -> None:
+        """Raise DeadlineError once any deadline has passed (between chunks, after headers)."""
+        first = earliest(self.deadlines)
+        if first.expired:
+            raise self.deadline_error(first)
+
+    def deadline_error(self, deadline: Deadline, cause: str = "") -> DeadlineError:
+        n = self.attempts
+        if n:
+            text = f"GET {self.url}: stopped by {deadline.describe()} after {n} attempt" + (
+                "s" * (n != 1) + (f"; last error: {cause}" if cause else "")
+            )
+        else:
+            text = f"GET {self.url}: not sent: {deadline.describe()} is spent"
+        advice = "raise it if Cloudflare is really this slow, or look for what slows the API"
+        return DeadlineError(
+            self.scrub(f"{text}; {advice}"), setting=deadline.setting, url=self.url
+        )
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -192,7 +233,8 @@ class CloudflareClient:
         connect_timeout: float = 10,
         read_timeout: float = 30,
         max_retries: int = 5,
-        retry_max_time: float = 120,
+        request_deadline: float = 120,
+        retry_max_time: float | None = None,  # deprecated: the old name of request_deadline
         max_response_bytes: int = 50_000_000,
         verify: bool | str = True,
         limiter_factory: Callable[[str], RateLimiter] | None = None,
@@ -200,10 +242,14 @@ class CloudflareClient:
         user_agent: str = "inventory/0.1",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_retries < 0 or retry_max_time < 0 or max_response_bytes < 1:
-            raise ValueError("max_retries and retry_max_time must be >= 0, max_response_bytes >= 1")
+        if retry_max_time is not None:
+            request_deadline = retry_max_time
+        if max_retries < 0 or request_deadline <= 0 or max_response_bytes < 1:
+            raise ValueError(
+                "max_retries must be >= 0, request_deadline > 0, max_response_bytes >= 1"
+            )
         self._max_retries = max_retries
-        self._retry_max_time = retry_max_time
+        self._request_deadline = request_deadline
         self._max_response_bytes = max_response_bytes
         self._read_timeout = read_timeout
         self._connect_timeout = connect_timeout
@@ -217,6 +263,7 @@ class CloudflareClient:
             transport=transport,
             headers={"User-Agent": user_agent, "Accept": "application/json"},
         )
+        bounded_io(self._http)  # each socket operation waits no longer than the deadline left
         self._base = str(self._http.base_url)
 
     def __repr__(self) -> str:
@@ -246,10 +293,12 @@ class CloudflareClient:
         stats: RequestStats | None = None,
         known: Collection[str] = (),
         single: bool = False,
+        deadline: Deadline | None = None,
     ) -> Page:
         """GET ``path`` under ``base_url``; the page with Cloudflare's success envelope, or a
         FetchError. A body whose digest is in ``known`` is returned undecoded
-        (``Page.decoded()`` decodes it on demand)."""
+        (``Page.decoded()`` decodes it on demand). ``deadline`` (the account's) bounds the call
+        as well as ``request_deadline``; once it has passed, nothing is sent."""
         for name, value in headers.items():
             # Checked before the request is built: httpx would raise UnicodeEncodeError with
             # the value in its args. Settings reject such credentials; this is the backstop.
@@ -260,15 +309,23 @@ class CloudflareClient:
                 )
         request = self._build(path, params, headers)
         query = request.url.query.decode("ascii", "replace")
+        own = Deadline(
+            self._request_deadline,
+            setting="request_deadline",
+            covers="a request: connect, headers, body and retries",
+            clock=self._clock,
+        )
         call = _Call(
             what=f"GET {path}" + (f"?{query}" if query else ""),
             url=str(request.url),
             secrets=_secrets(headers),
             stats=stats if stats is not None else RequestStats(),
-            start=self._clock(),
+            deadlines=(own,) if deadline is None else (own, deadline),
             known=known,
             single=single,
         )
+        if deadline is not None and deadline.expired:  # between two requests of the account
+            raise call.deadline_error(deadline, "not sent")
         limiter = self._limiters.get(credential_key)
         try:
             for attempt in stamina.retry_context(
@@ -290,9 +347,11 @@ class CloudflareClient:
         headers: dict[str, str],
         credential_key: str,
         stats: RequestStats | None = None,
+        deadline: Deadline | None = None,
     ) -> Detail:
-        """GET one entity (``…/mcp/portals/{id}``): found, gone, or unknown. Never raises a
-        FetchError: whatever went wrong is the ``unknown`` reason, retries spent as for a page."""
+        """GET one entity (``…/mcp/portals/{id}``): found, gone, or unknown. Raises no FetchError
+        but DeadlineError (``deadline`` or request_deadline spent: the sync stops): whatever
+        else went wrong is the ``unknown`` reason, retries spent as for a page."""
         try:
             page = self.get_page(
                 path,
@@ -301,7 +360,10 @@ class CloudflareClient:
                 credential_key=credential_key,
                 stats=stats,
                 single=True,
+                deadline=deadline,
             )
+        except DeadlineError:
+            raise
         except ApiError as exc:
             if exc.status_code == 404 and exc.codes and set(exc.codes) <= NOT_FOUND_CODES:
                 return Detail("gone", reason=str(exc))
@@ -326,43 +388,59 @@ class CloudflareClient:
 
     def _begin_attempt(self, call: _Call) -> None:
         call.attempts += 1
+        if call.rate_limit_wait_from is not None:  # the wait Cloudflare asked for is over
+            call.exclude(self._clock() - call.rate_limit_wait_from)
+            call.rate_limit_wait_from = None
         if call.attempts > 1:
             call.stats.add(retries=1, rate_limit_wait=call.pending_rate_limit_wait)
         call.pending_rate_limit_wait = None
 
     def _attempt(self, call: _Call, request: httpx.Request, limiter: RateLimiter) -> Page:
-        budget_left = max(self._retry_max_time - self._elapsed(call), 0.0)
+        first = earliest(call.deadlines)
+        budget_left = max(first.remaining(), 0.0)
         try:
             waited, slot = limiter.acquire_slot(max_block=budget_left)
         except RateLimitBlocked as exc:
             raise call.error(
                 ApiError,
                 f"{call.what}: not sent: Cloudflare's rate limit blocks this credential for "
-                f"another {exc.seconds:.0f} s, more than the {budget_left:.0f} s left of the "
-                f"{self._retry_max_time:g} s retry budget; the next sync will try again",
+                f"another {exc.seconds:.0f} s, more than the {budget_left:.0f} s left of "
+                f"{first.setting} ({first.seconds:g} s); the next sync will try again",
                 status_code=429,
             ) from None
         if waited > 0:
-            call.throttled += waited
+            call.exclude(waited)
             call.stats.add(throttled=waited)
         call.stats.add(requests=1)
-        try:
-            response = self._http.send(request, stream=True)
-        except _RETRY_EXCEPTIONS as exc:
-            limiter.settle(slot)
-            raise _RetryableError(call.scrub(self._describe(exc, reading=False))) from None
-        except httpx.HTTPError as exc:
-            limiter.settle(slot)
-            raise call.error(TransportError, f"{call.what}: {type(exc).__name__}: {exc}") from None
-        limiter.observe(response.headers)
-        limiter.settle(slot)  # counted from when the answer came, as the server may count it
-        try:
-            call.stats.add(status=response.status_code)
-            return self._read_envelope(call, response)
-        except _RETRY_EXCEPTIONS as exc:
-            raise _RetryableError(call.scrub(self._describe(exc, reading=True))) from None
-        finally:
-            response.close()
+        with within(call.remaining):
+            try:
+                response = self._http.send(request, stream=True)
+            except _RETRY_EXCEPTIONS as exc:
+                limiter.settle(slot)
+                raise self._failed_attempt(call, exc, reading=False) from None
+            except httpx.HTTPError as exc:
+                limiter.settle(slot)
+                raise call.error(
+                    TransportError, f"{call.what}: {type(exc).__name__}: {exc}"
+                ) from None
+            limiter.observe(response.headers)
+            limiter.settle(slot)  # counted from when the answer came, as the server may count it
+            try:
+                call.stats.add(status=response.status_code)
+                call.check_deadline()  # the headers may have trickled in
+                return self._read_envelope(call, response)
+            except _RETRY_EXCEPTIONS as exc:
+                raise self._failed_attempt(call, exc, reading=True) from None
+            finally:
+                response.close()
+
+    def _failed_attempt(self, call: _Call, exc: httpx.HTTPError, *, reading: bool) -> Exception:
+        """A timeout or a dropped connection: retryable, unless a deadline ended it."""
+        cause = call.scrub(self._describe(exc, reading=reading))
+        first = earliest(call.deadlines)
+        if first.expired:
+            return call.deadline_error(first, cause)
+        return _RetryableError(cause)
 
     def _read_envelope(self, call: _Call, response: httpx.Response) -> Page:
         status = response.status_code
@@ -398,25 +476,33 @@ class CloudflareClient:
         """stamina's predicate: False to give up, else the seconds to wait before the next try."""
         if not isinstance(exc, _RetryableError) or call.attempts > self._max_retries:
             return False
-        remaining = self._retry_max_time - self._elapsed(call)
+        first = earliest(call.deadlines)
+        remaining = first.remaining()
         if remaining <= 0:
+            call.out_of_time = first
             return False
         if exc.wait_hint is not None:
             if exc.wait_hint > remaining:
                 call.gave_up_because = (
                     f"Cloudflare asked to wait {exc.wait_hint:.0f} s, more than the "
-                    f"{remaining:.0f} s left of the {self._retry_max_time:g} s retry budget"
+                    f"{remaining:.0f} s left of {first.setting} ({first.seconds:g} s)"
                 )
                 return False
             wait = exc.wait_hint
         else:
             backoff = _WAIT_INITIAL * 2 ** (call.attempts - 1) + random.uniform(0, _WAIT_JITTER)
-            wait = min(backoff, _WAIT_MAX, remaining)
+            wait = min(backoff, _WAIT_MAX)
+            if wait >= remaining:  # the next attempt would start with no time left
+                call.out_of_time = first
+                return False
         if exc.status == 429:
             call.pending_rate_limit_wait = wait
+            call.rate_limit_wait_from = self._clock()
         return wait
 
     def _gave_up(self, call: _Call, exc: _RetryableError) -> FetchError:
+        if call.out_of_time is not None:
+            return call.deadline_error(call.out_of_time, exc.cause)
         n = call.attempts
         text = (
             f"{call.what}: gave up after {n} attempt{'s' * (n != 1)} in "
@@ -431,7 +517,7 @@ class CloudflareClient:
         return call.error(ApiError, text, status_code=exc.status, codes=exc.codes)
 
     def _elapsed(self, call: _Call) -> float:
-        return self._clock() - call.start - call.throttled
+        return call.deadlines[0].elapsed()
 
     def _describe(self, exc: httpx.HTTPError, *, reading: bool) -> str:
         if isinstance(exc, httpx.ConnectTimeout):
@@ -479,11 +565,12 @@ def _is_json(content_type: str) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 
 
-def _read_prefix(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+def _read_prefix(response: httpx.Response, limit: int, call: _Call) -> tuple[bytes, bool]:
     """At most ``limit`` bytes of the (decoded) body, and whether there was more."""
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
+        call.check_deadline()  # a body trickling in must not outlast the deadlines
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
@@ -503,7 +590,7 @@ def _snippet(body: bytes) -> str:
 
 def _error_detail(response: httpx.Response, call: _Call) -> tuple[str, tuple[int, ...], bool]:
     """``": what the body says"``, Cloudflare's error codes, and whether the body was not JSON."""
-    body, _ = _read_prefix(response, _ERROR_BODY_LIMIT)
+    body, _ = _read_prefix(response, _ERROR_BODY_LIMIT, call)
     content_type = _content_type(response)
     if not _is_json(content_type):
         got = content_type or "no Content-Type"
@@ -521,7 +608,7 @@ def _parse_envelope(call: _Call, response: httpx.Response, limit: int) -> Page:
     status = f"HTTP {response.status_code}"
     content_type = _content_type(response)
     if not _is_json(content_type):
-        body, _ = _read_prefix(response, 4096)
+        body, _ = _read_prefix(response, 4096, call)
         got = content_type or "no Content-Type"
         raise call.error(
             BadResponseError,
@@ -535,7 +622,7 @@ def _parse_envelope(call: _Call, response: httpx.Response, limit: int) -> Page:
             f"the response to {call.what} declares {int(declared):,} bytes, over the "
             f"{limit:,}-byte limit (max_response_bytes); not read",
         )
-    body, more = _read_prefix(response, limit)
+    body, more = _read_prefix(response, limit, call)
     if more:
         raise call.error(
             BadResponseError,

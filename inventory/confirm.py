@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inventory.client import CloudflareClient, Detail, RequestStats
+from inventory.deadline import Deadline
 from inventory.fetch import Endpoint, Listing, detail_path
 
 __all__ = ["Confirmation", "confirm_deletions", "listed_ids"]
@@ -59,12 +60,17 @@ class _Asker:
     credential_key: str
     stats: RequestStats
     confirmation: Confirmation
+    deadline: Deadline | None = None  # the account's: no detail request outlives it
 
     def ask(self, endpoint: Endpoint, entity_id: str) -> tuple[Detail, str]:
         path = detail_path(self.account_id, endpoint, entity_id)
         self.confirmation.requests += 1
         detail = self.client.get_detail(
-            path, headers=self.headers, credential_key=self.credential_key, stats=self.stats
+            path,
+            headers=self.headers,
+            credential_key=self.credential_key,
+            stats=self.stats,
+            deadline=self.deadline,
         )
         got = detail.record.get("id") if detail.record is not None else entity_id
         if got != entity_id:
@@ -85,12 +91,13 @@ def confirm_deletions(
     reread: Callable[[Endpoint], Listing],
     check: Callable[[], None] = lambda: None,
     into: Confirmation | None = None,
+    deadline: Deadline | None = None,
 ) -> Confirmation:
     """Sort each listing's candidates into gone, found (live) and kept (not confirmed).
 
     ``into``: the Confirmation to fill, so its counts survive an error half way."""
     done = into if into is not None else Confirmation()
-    asker = _Asker(client, account_id, headers, credential_key, stats, done)
+    asker = _Asker(client, account_id, headers, credential_key, stats, done, deadline)
     left: dict[Endpoint, list[str]] = {}
     for endpoint in _ENDPOINTS:
         ids = set(candidates.get(endpoint, ()))

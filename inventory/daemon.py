@@ -211,6 +211,7 @@ class Daemon:
                 locks=account_locks(engine),
                 cancel=self.cancel,
                 on_result=self.metrics.observe,
+                account_deadline=self.settings.account_deadline,
             )
             self._start_scheduler(syncer)
             log.info(

@@ -8,7 +8,8 @@
         ├── ApiError           Cloudflare answered with an error status or ``success: false``
         │   └── AuthError      401/403: the credential was refused
         ├── BadResponseError   not JSON, truncated, too large, or not the envelope we expect
-        └── PagingError        the listing never ended (page cap reached)
+        ├── PagingError        the listing never ended (page cap reached)
+        └── DeadlineError      request_deadline or account_deadline ran out (a slow server)
 
 Every message is written for an operator and never contains a credential.
 """
@@ -20,6 +21,7 @@ __all__ = [
     "AuthError",
     "BadResponseError",
     "ConfigError",
+    "DeadlineError",
     "FetchError",
     "InventoryError",
     "PagingError",
@@ -82,3 +84,11 @@ class BadResponseError(FetchError):
 
 class PagingError(FetchError):
     """The listing did not end within the page cap."""
+
+
+class DeadlineError(FetchError):
+    """A request or an account's sync ran past its deadline; ``setting`` names which one."""
+
+    def __init__(self, message: str, *, setting: str, url: str | None = None) -> None:
+        self.setting = setting
+        super().__init__(message, url=url)

@@ -35,6 +35,7 @@ from typing import Any, Literal, get_args
 from urllib.parse import quote
 
 from inventory.client import CloudflareClient, Page, RequestStats
+from inventory.deadline import Deadline
 from inventory.errors import ApiError, BadResponseError, PagingError
 
 __all__ = ["Endpoint", "Listing", "detail_path", "fetch_listing", "listing_path"]
@@ -95,6 +96,7 @@ def fetch_listing(
     stats: RequestStats | None = None,
     on_page: Callable[[Endpoint, int, int], None] | None = None,
     known: Sequence[str] = (),
+    deadline: Deadline | None = None,  # the account's: no request outlives it
 ) -> Listing:
     if endpoint not in get_args(Endpoint):
         raise ValueError(f"endpoint must be one of {get_args(Endpoint)}, not {endpoint!r}")
@@ -114,6 +116,7 @@ def fetch_listing(
                 credential_key=credential_key,
                 stats=stats,
                 known=(expected,) if expected is not None else (),
+                deadline=deadline,
             )
         except ApiError as exc:
             _decode_held(state, held, path=path, per_page=per_page)

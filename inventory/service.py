@@ -49,7 +49,7 @@ def open_client(settings: Any) -> CloudflareClient:
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         max_retries=settings.max_retries,
-        retry_max_time=settings.retry_max_time,
+        request_deadline=settings.request_deadline,
         max_response_bytes=settings.max_response_bytes,
         verify=verify,
         limiter_factory=limiters.get,
@@ -119,6 +119,7 @@ def run_sync(
                 max_pages=settings.max_pages,
                 confirm_threshold=settings.confirm_threshold,
                 on_page=on_page,
+                account_deadline=settings.account_deadline,
                 # Beside running daemons, a one-shot sync takes the same per-account locks.
                 locks=account_locks(engine),
             )

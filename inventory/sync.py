@@ -15,6 +15,10 @@ database never sync an account at once: PostgreSQL advisory locks, SQLite lock f
 (checked between pages and before the apply transaction: a set event aborts the sync, which
 writes nothing and is recorded as failed with error_class ``Aborted``) and ``on_result``
 (metrics).
+
+``account_deadline`` bounds each account's sync (rate-limit waits not counted): every request
+is handed the account's Deadline, so none outlives it, and it is checked again before the apply
+transaction; past it the run fails with error_class ``DeadlineError``, having written nothing.
 """
 
 from __future__ import annotations
@@ -42,8 +46,9 @@ from inventory.db.absences import read_absences, read_stored_ids, write_absences
 from inventory.db.load import TABLES, apply_changes, read_stored, record_rejections
 from inventory.db.memo import memo_value, read_memo
 from inventory.db.runs import abandon_runs, check_fence, finish_run, open_run
+from inventory.deadline import Deadline
 from inventory.diff import ChangeSet, diff_snapshot, portal_only_absences
-from inventory.errors import FetchError, InventoryError
+from inventory.errors import DeadlineError, FetchError, InventoryError
 from inventory.fetch import Endpoint, Listing, fetch_listing
 from inventory.redaction import scrub_text
 from inventory.transform import TransformResult, transform_account
@@ -180,6 +185,7 @@ class Syncer:
         on_result: ResultCallback | None = None,
         close_retry_waits: Sequence[float] = CLOSE_RETRY_WAITS,
         wait: Callable[[float], None] = time.sleep,
+        account_deadline: float | None = None,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -193,6 +199,7 @@ class Syncer:
         self.on_result = on_result
         self.close_retry_waits = tuple(close_retry_waits)
         self.wait = wait  # between attempts to record an outcome (tests pass their own)
+        self.account_deadline = account_deadline
         self.host = socket.gethostname()
         # Runs whose work ended but whose outcome could not be recorded: close_unfinished().
         self._unclosed: dict[int, AccountResult] = {}
@@ -249,6 +256,7 @@ class Syncer:
     ) -> AccountResult:
         """Sync one account; with ``cycle_start``, skip it if a run since then already counts."""
         started = time.monotonic()
+        deadline = self._deadline()
         result = AccountResult(account_id=account.id, name=account.name, status="failed")
         stats = RequestStats()
         entities: dict[str, int] = {}
@@ -260,7 +268,7 @@ class Syncer:
                 if not self._skipped(account, result, held=held, cycle_start=cycle_start):
                     self._check_cancel()
                     result.run_id = self._begin_run(account)
-                    self._run(account, result, stats, entities)
+                    self._run(account, result, stats, entities, deadline=deadline)
         finally:
             result.requests, result.retries = stats.requests, stats.retries
             result.duration = time.monotonic() - started
@@ -283,6 +291,21 @@ class Syncer:
             log.exception("sync crashed", account_id=result.account_id)
             result.requests, result.retries = stats.requests, stats.retries
             self._fail(result, exc)
+
+    def _deadline(self) -> Deadline | None:
+        if self.account_deadline is None:
+            return None
+        return Deadline(
+            self.account_deadline, setting="account_deadline", covers="the account's whole sync"
+        )
+
+    def _check_deadline(self, deadline: Deadline | None, account_id: str) -> None:
+        if deadline is not None and deadline.expired:
+            raise DeadlineError(
+                f"account {account_id}: stopped by {deadline.describe()} before its changes "
+                "were written; nothing was written",
+                setting=deadline.setting,
+            )
 
     def _holding(self, account_id: str) -> AbstractContextManager[bool]:
         return self.locks.hold(account_id) if self.locks is not None else nullcontext(True)
@@ -351,6 +374,7 @@ class Syncer:
         stats: RequestStats,
         *,
         known: Sequence[str],
+        deadline: Deadline | None = None,
     ) -> Listing:
         on_page = self.on_page
 
@@ -370,6 +394,7 @@ class Syncer:
             stats=stats,
             on_page=progress,
             known=known,
+            deadline=deadline,
         )
 
     def _run(
@@ -378,15 +403,18 @@ class Syncer:
         result: AccountResult,
         stats: RequestStats,
         entities: dict[str, int],
+        *,
+        deadline: Deadline | None = None,
     ) -> None:
         assert result.run_id is not None
         with self.engine.connect() as conn:
             memo = read_memo(conn, account.id)
-        portals = self._fetch(account, "portals", stats, known=memo.portals)
-        servers = self._fetch(account, "servers", stats, known=memo.servers)
+        portals = self._fetch(account, "portals", stats, known=memo.portals, deadline=deadline)
+        servers = self._fetch(account, "servers", stats, known=memo.servers, deadline=deadline)
         observed_at = self.clock()
         result.pages = portals.pages + servers.pages
         result.requests, result.retries = stats.requests, stats.retries
+        self._check_deadline(deadline, account.id)
         if portals.unchanged and servers.unchanged:
             self._check_cancel()
             with self._writing(), self.engine.begin() as conn:
@@ -405,7 +433,7 @@ class Syncer:
                         entities.update(_count_entities(conn, account.id))
                     return
         portals, servers = portals.decoded(), servers.decoded()
-        confirmation = self._confirm(account, portals, servers, stats, result)
+        confirmation = self._confirm(account, portals, servers, stats, result, deadline=deadline)
         result.pages += confirmation.pages
         portals_consistent = portals.consistent and "portals" not in confirmation.hid
         servers_consistent = servers.consistent and "servers" not in confirmation.hid
@@ -431,6 +459,7 @@ class Syncer:
         # Only a clean run vouches for its pages; a partial one leaves no memo to trust, nor does
         # a listing that ended on an error (its last page is not one a resync can match).
         clean = not problems and portals.end_error is None and servers.end_error is None
+        self._check_deadline(deadline, account.id)  # the confirmations took time too
         self._check_cancel()
         with self._writing(), self.engine.begin() as conn:
             self._check_cancel()  # waiting for SQLite's writer lock may have taken a while
@@ -459,6 +488,8 @@ class Syncer:
         servers: Listing,
         stats: RequestStats,
         result: AccountResult,
+        *,
+        deadline: Deadline | None = None,
     ) -> Confirmation:
         """Ask Cloudflare about each stored portal and server the listings no longer show."""
         with self.engine.connect() as conn:
@@ -480,9 +511,12 @@ class Syncer:
                 listings={"portals": portals, "servers": servers},
                 candidates=candidates,
                 threshold=self.confirm_threshold,
-                reread=lambda endpoint: self._fetch(account, endpoint, stats, known=()),
+                reread=lambda endpoint: self._fetch(
+                    account, endpoint, stats, known=(), deadline=deadline
+                ),
                 check=self._check_cancel,
                 into=done,
+                deadline=deadline,
             )
         finally:
             result.requests, result.retries = stats.requests, stats.retries

@@ -27,6 +27,7 @@ from inventory.errors import (
     ApiError,
     AuthError,
     BadResponseError,
+    DeadlineError,
     FetchError,
     TransportError,
 )
@@ -319,12 +320,15 @@ def test_max_retries_zero_means_one_attempt(fake: FakeCloudflare) -> None:
 def test_gives_up_when_the_time_budget_is_spent(fake: FakeCloudflare) -> None:
     fake.latency = 10.0  # every request takes ten seconds
     fake.faults.extend([raises(httpx.ReadTimeout)] * 50)
-    client = make_client(fake, max_retries=50, retry_max_time=25)
-    with client, pytest.raises(TransportError) as caught:
+    client = make_client(fake, max_retries=50, request_deadline=25)
+    with client, pytest.raises(DeadlineError) as caught:
         get(client)
     assert len(fake.requests) == 3
-    assert "gave up after 3 attempts in 30.0 s: no data for 30 s (read timeout)" in str(
-        caught.value
+    assert caught.value.setting == "request_deadline"
+    assert str(caught.value).startswith(
+        f"GET {BASE}{PORTALS}?page=1&per_page=100: stopped by request_deadline (25 s for a "
+        "request: connect, headers, body and retries; rate-limit waits not counted) after 3 "
+        "attempts; last error: no data for 30 s (read timeout)"
     )
 
 
@@ -385,7 +389,7 @@ def test_429_without_hints_backs_off_exponentially(fake: FakeCloudflare) -> None
 
 def test_a_wait_longer_than_the_budget_gives_up_at_once(fake: FakeCloudflare) -> None:
     fake.faults.append(status(429, **{"Retry-After": "600"}))
-    with make_client(fake, retry_max_time=120) as client, pytest.raises(ApiError) as caught:
+    with make_client(fake, request_deadline=120) as client, pytest.raises(ApiError) as caught:
         get(client)
     assert len(fake.requests) == 1
     assert caught.value.status_code == 429

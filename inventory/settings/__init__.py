@@ -78,7 +78,7 @@ def load_settings(
             settings._origins.setdefault(name, trace.describe(name))
     if require_accounts and not settings.accounts:
         raise ConfigError(NO_ACCOUNTS)
-    settings._warnings = [*_short_secrets(settings), *_exposed_file(load)]
+    settings._warnings = [*_short_secrets(settings), *_exposed_file(load), *settings.deprecations()]
     return settings
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, PrivateAttr, field_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -106,7 +106,13 @@ class Settings(BaseSettings):
     connect_timeout: Seconds = Field(10.0, description="seconds to wait for a connection")
     read_timeout: Seconds = Field(30.0, description="seconds to wait for a response")
     max_retries: int = Field(5, ge=0, le=20, description="retries after the first attempt")
-    retry_max_time: Seconds = Field(120.0, description="total retry budget per request, seconds")
+    request_deadline: Seconds = Field(
+        120.0, description="most seconds one request takes: connect, headers, body, retries"
+    )
+    account_deadline: Seconds = Field(900.0, description="most seconds one account's sync takes")
+    retry_max_time: OptionalSeconds = Field(
+        None, description="deprecated: the old name of request_deadline"
+    )
     max_concurrency: int = Field(4, ge=1, le=64, description="accounts fetched at once")
     rate_limit_requests: int = Field(1200, ge=1, description="requests allowed per period")
     rate_limit_period: Seconds = Field(300.0, description="rate limit window, seconds")
@@ -149,6 +155,18 @@ class Settings(BaseSettings):
         if load is None:  # built directly rather than by load_settings
             load = prepare_load(settings_cls, os.environ, Path.cwd())
         return build_sources(settings_cls, init_settings, load)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_names(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("retry_max_time") is not None:
+            if data.get("request_deadline") is not None:
+                raise ValueError(
+                    "retry_max_time is the deprecated name of request_deadline: "
+                    "set request_deadline only"
+                )
+            data = {**data, "request_deadline": data["retry_max_time"]}
+        return data
 
     @field_validator("database_url")
     @classmethod
@@ -217,6 +235,16 @@ class Settings(BaseSettings):
                 )
             seen[account.id] = index
         return accounts
+
+    def deprecations(self) -> list[str]:
+        """One line per deprecated setting in use, for a warning at start-up."""
+        if self.retry_max_time is None:
+            return []
+        where = self._origins.get("retry_max_time")
+        return [
+            "retry_max_time is deprecated: it now sets request_deadline, which also bounds "
+            "connect, headers and the whole body; rename it" + (f" (from {where})" if where else "")
+        ]
 
     def database_url_secret(self) -> str:
         secret = getattr(self.database_url, "secret", None)
