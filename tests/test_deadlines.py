@@ -8,6 +8,7 @@ read_timeout: httpx's timeouts alone would let it run for as long as it likes.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -17,12 +18,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+import structlog
 from sqlalchemy import Engine, select
+from typer.testing import CliRunner
 
+from inventory.cli import app
 from inventory.client import CloudflareClient, RequestStats
 from inventory.db import models
 from inventory.deadline import Deadline
-from inventory.errors import DeadlineError
+from inventory.errors import ConfigError, DeadlineError
 from inventory.ratelimit import RateLimiter
 from inventory.service import run_sync
 from inventory.settings import Settings, load_settings
@@ -281,3 +285,59 @@ def test_a_spent_account_deadline_sends_nothing() -> None:
     assert not sent
     assert caught.value.setting == "account_deadline"
     assert "not sent: account_deadline (5 s for the account's whole sync" in str(caught.value)
+
+
+# The settings: documented defaults, and retry_max_time as a deprecated alias.
+
+
+@pytest.fixture
+def _keep_logging() -> Iterator[None]:
+    # The CLI configures logging onto the runner's stderr, which closes when it returns.
+    saved, handlers = structlog.get_config(), logging.getLogger().handlers[:]
+    yield
+    structlog.configure(**saved)
+    logging.getLogger().handlers[:] = handlers
+
+
+def test_the_deadlines_default_to_two_and_fifteen_minutes(tmp_path: Path) -> None:
+    settings = load_settings(environ={}, cwd=tmp_path, require_accounts=False)
+    assert (settings.request_deadline, settings.account_deadline) == (120, 900)
+    assert settings.retry_max_time is None
+    assert settings.deprecations() == []
+
+
+def test_durations_and_bad_values(tmp_path: Path) -> None:
+    environ = {"INVENTORY_REQUEST_DEADLINE": "90s", "INVENTORY_ACCOUNT_DEADLINE": "1h"}
+    settings = load_settings(environ=environ, cwd=tmp_path, require_accounts=False)
+    assert (settings.request_deadline, settings.account_deadline) == (90, 3600)
+    with pytest.raises(ConfigError, match="account_deadline: must be a positive duration"):
+        load_settings(
+            environ={"INVENTORY_ACCOUNT_DEADLINE": "0"}, cwd=tmp_path, require_accounts=False
+        )
+    with pytest.raises(ConfigError, match="request_deadline: must be seconds or a duration"):
+        load_settings(
+            environ={"INVENTORY_REQUEST_DEADLINE": "soon"}, cwd=tmp_path, require_accounts=False
+        )
+
+
+@pytest.mark.usefixtures("_keep_logging")
+def test_retry_max_time_sets_request_deadline_with_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "inventory.toml").write_text('retry_max_time = "45s"\n')
+    settings = load_settings(environ={}, cwd=tmp_path, require_accounts=False)
+    assert settings.request_deadline == 45
+    [warning] = settings.deprecations()
+    assert warning.startswith("retry_max_time is deprecated: it now sets request_deadline")
+    assert str(tmp_path / "inventory.toml") in warning
+
+    result = CliRunner().invoke(
+        app,
+        ["--config", str(tmp_path / "inventory.toml"), "config", "check"],
+        env={"INVENTORY_ACCOUNTS": json.dumps([{"id": ACCOUNT, "api_token": TOKEN}])},
+    )
+    assert result.exit_code == 0, result.output
+    assert "retry_max_time is deprecated" in result.stderr
+    assert TOKEN not in result.output
+
+    (tmp_path / "inventory.toml").write_text('retry_max_time = "45s"\nrequest_deadline = 60\n')
+    with pytest.raises(ConfigError, match="set request_deadline only"):
+        load_settings(environ={}, cwd=tmp_path, require_accounts=False)
