@@ -12,6 +12,11 @@ runs       every minute: record the outcome of runs whose recording failed, and 
 shutdown   first signal: schedule nothing more, give running syncs ``grace`` seconds, then
            abort them (nothing written, run recorded failed/Aborted) and exit 0;
            second signal: exit 130 at once
+SIGHUP     read the configuration again: accounts added, removed or changed, the schedule, the
+           log level, page_size, max_pages and account_deadline apply to the syncs that start
+           from then on; running syncs go on as they began. A configuration that does not
+           validate is logged and the running one kept; settings only a restart can change
+           (database_url, metrics_address, the HTTP client's) are logged as ignored.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType, SimpleNamespace
@@ -30,6 +35,7 @@ from typing import Any
 import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -41,6 +47,7 @@ from inventory.db.migrate import ensure_current, upgrade
 from inventory.errors import ConfigError, InventoryError
 from inventory.health import HealthServer, Probes, Readiness, check_readiness
 from inventory.locks import SingleDaemonLock, account_locks
+from inventory.logs import configure_logging
 from inventory.metrics import CONTENT_TYPE_LATEST, Metrics
 from inventory.service import fewer_collections, open_client
 from inventory.sync import Syncer, close_abandoned_runs, mark_unconfigured, utc_now
@@ -51,6 +58,20 @@ log = structlog.get_logger("inventory.daemon")
 ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)  # interval cycles count from here on every replica
 _TICK = timedelta(microseconds=1)
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# What a SIGHUP can change; every other setting keeps its start-up value until a restart.
+_RELOADABLE = frozenset(
+    {
+        "accounts",
+        "sync_interval",
+        "sync_cron",
+        "log_level",
+        "log_format",
+        "page_size",
+        "max_pages",
+        "account_deadline",
+        "history_retention",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -153,9 +174,18 @@ def cycle_length(trigger: Any, now: datetime) -> float:
 
 
 class Daemon:
-    def __init__(self, settings: Any, options: DaemonOptions) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        options: DaemonOptions,
+        *,
+        reload: Callable[[], Any] | None = None,
+    ) -> None:
+        """``reload``: reads the settings afresh on SIGHUP (raises ConfigError when invalid)."""
         self.settings = settings
         self.options = options
+        self._load = reload
+        self._hup = threading.Event()
         self.accounts = list(settings.accounts)
         self.metrics = Metrics()
         self.stopping = threading.Event()  # no new syncs
@@ -184,11 +214,13 @@ class Daemon:
         self._install_signals()
         url = self.settings.database_url_secret()
         engine = make_engine(url, pool_size=2 * self.settings.max_concurrency + 2)
+        # /readyz and /metrics read through their own engine: never behind a sync's write lock.
+        reader = make_engine(url, pool_size=2, read_only=True)
         guard = SingleDaemonLock(path) if (path := sqlite_path(url)) is not None else None
         try:
             if guard is not None:
                 guard.acquire()
-            server = self._start_health(engine)
+            server = self._start_health(reader)
             try:
                 if not self._prepare_database(engine):
                     return 0
@@ -197,6 +229,7 @@ class Daemon:
                 server.stop()
         finally:
             engine.dispose()
+            reader.dispose()
             if guard is not None:
                 guard.release()
 
@@ -222,7 +255,9 @@ class Daemon:
                 replicas="single daemon" if engine.dialect.name == "sqlite" else "advisory locks",
             )
             while not self.stopping.wait(0.5):
-                pass
+                if self._hup.is_set():
+                    self._hup.clear()
+                    self._reload(syncer)
             return self._shutdown()
 
     def _start_health(self, engine: Engine) -> HealthServer:
@@ -296,15 +331,7 @@ class Daemon:
                 next_run_time=now,  # the start-up sync; later fires follow the shared cycles
             )
         if self.settings.history_retention:
-            # Hourly, starting a minute in: retention is housekeeping, never in a sync's way.
-            scheduler.add_job(
-                self._prune_job,
-                IntervalTrigger(hours=1, timezone=UTC),
-                args=(syncer,),
-                id="prune",
-                name="prune history",
-                next_run_time=now + timedelta(minutes=1),
-            )
+            self._add_prune_job(scheduler, syncer, now)
         scheduler.add_job(
             self._close_runs,
             IntervalTrigger(seconds=self.options.housekeeping, timezone=UTC),
@@ -317,6 +344,17 @@ class Daemon:
         scheduler.start()
         self.scheduler = scheduler
         self.metrics.scheduler_running.set(1)
+
+    def _add_prune_job(self, scheduler: Any, syncer: Syncer, now: datetime) -> None:
+        # Hourly, starting a minute in: retention is housekeeping, never in a sync's way.
+        scheduler.add_job(
+            self._prune_job,
+            IntervalTrigger(hours=1, timezone=UTC),
+            args=(syncer,),
+            id="prune",
+            name="prune history",
+            next_run_time=now + timedelta(minutes=1),
+        )
 
     def _sync_job(self, syncer: Syncer, account: Any) -> None:
         with self._idle:
@@ -365,6 +403,99 @@ class Daemon:
         if closed:
             log.warning("closed runs whose process is gone", runs=closed)
 
+    def _reload(self, syncer: Syncer) -> None:
+        """SIGHUP: apply what changed to the syncs that start from now on."""
+        if self._load is None:
+            log.warning("SIGHUP: this daemon cannot read its configuration again; ignored")
+            return
+        try:
+            new = self._load()
+            schedule = schedule_trigger(new)
+            triggers = {a.id: schedule_trigger(account_schedule(new, a)) for a in new.accounts}
+        except InventoryError as exc:
+            log.error(
+                "configuration not reloaded: it does not validate; the running one is kept",
+                error=str(exc),
+            )
+            return
+        try:
+            self._apply(syncer, new, schedule, triggers)
+        except Exception:  # a reload must never take the daemon down
+            log.exception("configuration reload failed; the syncs go on as scheduled")
+
+    def _apply(self, syncer: Syncer, new: Any, schedule: Any, triggers: dict[str, Any]) -> None:
+        old = self.settings
+        changed = _changed_settings(old, new)
+        ignored = sorted(changed - _RELOADABLE)
+        if {"log_level", "log_format"} & changed:
+            configure_logging(new.log_level, new.log_format)
+        for name in ignored:
+            log.warning("setting changed; ignored until restart", setting=name)
+        before = {a.id: a for a in self.accounts}
+        after = {a.id: a for a in new.accounts}
+        added = [i for i in after if i not in before]
+        removed = [i for i in before if i not in after]
+        modified = [i for i in after if i in before and after[i] != before[i]]
+        self.settings, self.accounts = new, list(new.accounts)
+        self.schedule, self.triggers = schedule, triggers
+        self.period = max(cycle_length(t, utc_now()) for t in [schedule, *triggers.values()])
+        self.ready_max_age = self.options.ready_max_age or 3 * self.period
+        syncer.per_page, syncer.max_pages = new.page_size, new.max_pages
+        syncer.account_deadline = new.account_deadline
+        self._reschedule(syncer, old, added=added, removed=removed)
+        log.info(
+            "configuration reloaded",
+            accounts_added=added,
+            accounts_removed=removed,
+            accounts_changed=modified,
+            settings_changed=sorted((changed & _RELOADABLE) - {"accounts"}),
+            ignored_until_restart=ignored,
+            accounts=len(self.accounts),
+            log_level=new.log_level,
+            schedule=new.sync_cron or f"every {new.sync_interval:g}s",
+        )
+
+    def _reschedule(
+        self, syncer: Syncer, old: Any, *, added: list[str], removed: list[str]
+    ) -> None:
+        """Jobs for the new accounts and schedules; a running sync keeps what it began with."""
+        scheduler = self.scheduler
+        now = utc_now()
+        for account_id in removed:
+            with suppress(JobLookupError):
+                scheduler.remove_job(account_id)
+        before = {a.id: a for a in old.accounts}
+        for account in self.accounts:
+            schedule = account_schedule(self.settings, account)
+            trigger = schedule_trigger(schedule, jitter=self.options.jitter)
+            if account.id in added:
+                scheduler.add_job(
+                    self._sync_job,
+                    trigger,
+                    args=(syncer, account),
+                    id=account.id,
+                    name=f"sync {account.id}",
+                    next_run_time=now,  # a new account is synced at once
+                )
+                continue
+            scheduler.modify_job(account.id, args=(syncer, account))
+            if account_schedule(old, before[account.id]) != schedule:
+                scheduler.reschedule_job(account.id, trigger=trigger)
+        self.metrics.prepare(added)
+        self._reschedule_prune(syncer)
+        if removed:
+            try:
+                mark_unconfigured(syncer.engine, [a.id for a in self.accounts])
+            except SQLAlchemyError as exc:  # start-up and the next reload mark them again
+                log.warning("could not mark removed accounts", error=str(exc).splitlines()[0])
+
+    def _reschedule_prune(self, syncer: Syncer) -> None:
+        job = self.scheduler.get_job("prune")
+        if self.settings.history_retention and job is None:
+            self._add_prune_job(self.scheduler, syncer, utc_now())
+        elif not self.settings.history_retention and job is not None:
+            self.scheduler.remove_job("prune")
+
     def _on_overlap(self, event: Any) -> None:
         if event.job_id in ("prune", "close-runs"):
             return
@@ -397,6 +528,10 @@ class Daemon:
             return
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self, _signum: int, _frame: FrameType | None) -> None:
+        self._hup.set()  # the main loop reloads: a signal handler must not take locks
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
@@ -405,3 +540,11 @@ class Daemon:
             os._exit(130)
         log.info("signal received: shutting down", signal=signal.Signals(signum).name)
         self.stopping.set()
+
+
+def _changed_settings(old: Any, new: Any) -> set[str]:
+    """Names of the settings whose values differ (secrets compared, never logged)."""
+    changed = {name for name in type(new).model_fields if getattr(old, name) != getattr(new, name)}
+    if old.database_url_secret() != new.database_url_secret():
+        changed.add("database_url")
+    return changed

@@ -20,8 +20,13 @@ from inventory.sync import AccountResult, ProgressCallback, Syncer, mark_unconfi
 __all__ = ["open_client", "open_engine", "run_sync"]
 
 
-def open_engine(settings: Any, *, check_schema: bool = True) -> Engine:
-    engine = make_engine(settings.database_url_secret(), pool_size=max(5, settings.max_concurrency))
+def open_engine(settings: Any, *, check_schema: bool = True, read_only: bool = False) -> Engine:
+    """``read_only``: for commands that only read; on SQLite they never wait for a sync."""
+    engine = make_engine(
+        settings.database_url_secret(),
+        pool_size=max(5, settings.max_concurrency),
+        read_only=read_only,
+    )
     if check_schema:
         try:
             ensure_current(engine)

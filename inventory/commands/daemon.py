@@ -54,7 +54,7 @@ def run_command(
         options = DaemonOptions(
             upgrade=upgrade, grace=grace, ready_max_age=ready_max_age, jitter=jitter
         )
-        daemon = Daemon(settings, options)
+        daemon = Daemon(settings, options, reload=ctx.obj.load)
         if jitter >= daemon.period / 2:
             fail(f"--jitter must be less than half the cycle ({daemon.period:g}s)")
         code = daemon.run()

@@ -51,7 +51,7 @@ def _connection(ctx: typer.Context) -> Iterator[Any]:
     from inventory.service import open_engine
 
     with user_errors():
-        engine = open_engine(ctx.obj.settings(require_accounts=False))
+        engine = open_engine(ctx.obj.settings(require_accounts=False), read_only=True)
         try:
             with engine.connect() as conn:
                 yield conn

@@ -1,4 +1,12 @@
-"""Engines for SQLite and PostgreSQL, configured the same way wherever they are made."""
+"""Engines for SQLite and PostgreSQL, configured the same way wherever they are made.
+
+Two kinds: the default engine writes; ``read_only=True`` makes one for commands and endpoints
+that only read (``inventory status``, reports, ``/readyz``, ``/metrics``). On SQLite (WAL mode)
+the writer's transactions begin IMMEDIATE, taking the file's single write lock up front, while
+a reader's begin DEFERRED and stay reads (``query_only``): they read the last committed state,
+never wait for a writer and never make one wait. On PostgreSQL a reader's transactions are
+READ ONLY.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +36,7 @@ def _create_private_file(path: Path) -> None:
         os.close(fd)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin (see below).
@@ -36,36 +44,49 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        if read_only:
+            # WAL is a property of the file, set by the first writer (the migrations); asking
+            # for it again is a no-op, but on a file not yet in WAL it would need the lock.
+            cursor.execute("PRAGMA query_only=ON")
+        else:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+    # A writer's IMMEDIATE takes the write lock up front, so a sync's transaction never fails
+    # halfway on a lock upgrade; it queues behind another writer (busy_timeout), never behind
+    # a reader. A reader's DEFERRED transaction takes no lock: under WAL it reads the last
+    # committed snapshot while a writer works.
+    begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock up front: a sync's transaction never fails halfway
-        # on a lock upgrade, and readers under WAL are not blocked by it.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
 
 
-def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
-    """An engine with our settings: SQLite pragmas and private file, PostgreSQL in UTC."""
+def make_engine(
+    url: str, *, pool_size: int = 5, echo: bool = False, read_only: bool = False
+) -> Engine:
+    """An engine with our settings: SQLite pragmas and private file, PostgreSQL in UTC.
+
+    ``read_only``: for commands and endpoints that only read (see the module docstring).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_path(url)
         if path is not None:
             _create_private_file(path)
         engine = create_engine(parsed, echo=echo)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, read_only=read_only)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         # The driver we ship: plain "postgresql://" would otherwise ask for psycopg2.
         parsed = parsed.set(drivername="postgresql+psycopg")
+    options = "-c timezone=UTC" + (" -c default_transaction_read_only=on" if read_only else "")
     return create_engine(
         parsed,
         echo=echo,
         pool_size=pool_size,
         pool_pre_ping=True,
-        connect_args={"options": "-c timezone=UTC"}
-        if parsed.get_backend_name() == "postgresql"
-        else {},
+        connect_args={"options": options} if parsed.get_backend_name() == "postgresql" else {},
     )

@@ -136,6 +136,8 @@ def _fault_response(sim: SimulatedCloudflare, fault: Fault, seen: _Seen) -> Resp
         return fixed
     if kind == "delay":
         time.sleep(fault.seconds)
+    elif kind == "hold":
+        fault.wait_released()
     elif kind in ("drift_insert", "drift_remove", "drift_swap"):
         _drift(sim, seen.account_id, seen.endpoint, kind=kind)
     return None

@@ -36,6 +36,10 @@ def _add_fault(sim: SimulatedCloudflare, _: Mapping[str, str], body: bytes) -> A
     return dataclasses.asdict(sim.faults.add(Fault.from_json(data)))
 
 
+def _release(sim: SimulatedCloudflare, _: Mapping[str, str], __: bytes) -> Any:
+    return {"released": sim.faults.release()}
+
+
 def _list_faults(sim: SimulatedCloudflare, _: Mapping[str, str], __: bytes) -> Any:
     return [dataclasses.asdict(f) for f in sim.faults.snapshot()]
 
@@ -71,6 +75,7 @@ _ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "faults"): _add_fault,
     ("GET", "faults"): _list_faults,
     ("DELETE", "faults"): _clear_faults,
+    ("POST", "release"): _release,
     ("GET", "requests"): _requests,
     ("POST", "reset-requests"): _reset_requests,
     ("GET", "accounts"): _accounts,

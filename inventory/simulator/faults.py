@@ -9,6 +9,7 @@ Kinds::
 
     status            answer `status` with an error envelope (Retry-After or only Ratelimit)
     delay             sleep `seconds`, then answer normally
+    hold              wait until released (``FaultSet.release``), `seconds` at most, then answer
     stall             send headers and half the body, sleep `seconds`, close
     truncate          promise the full Content-Length, send part of the body, close
     html              520 with an HTML error page
@@ -39,6 +40,7 @@ __all__ = ["Endpoint", "Fault", "FaultKind", "FaultSet", "Violation", "corrupt_r
 FaultKind = Literal[
     "status",
     "delay",
+    "hold",
     "stall",
     "truncate",
     "html",
@@ -86,6 +88,11 @@ class Fault:
             raise ValueError("cap must be at least 1")
         if self.times is not None and self.times < 1:
             raise ValueError("times must be at least 1 (or None for forever)")
+        self.released = threading.Event()  # not a field: a "hold" waits on it
+
+    def wait_released(self) -> bool:
+        """A "hold": block until released, ``seconds`` at most; True if released."""
+        return self.released.wait(self.seconds)
 
     @classmethod
     def from_json(cls, data: Any) -> Fault:
@@ -127,6 +134,15 @@ class FaultSet:
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def release(self) -> int:
+        """Let every request a "hold" fault holds (and will hold) through; removes them."""
+        with self._lock:
+            holds = [f for f in self._faults if f.kind == "hold"]
+            self._faults = [f for f in self._faults if f.kind != "hold"]
+        for fault in holds:
+            fault.released.set()
+        return len(holds)
 
     def __len__(self) -> int:
         with self._lock:
