@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine, select
 
@@ -157,3 +159,23 @@ def test_sighup_adds_and_removes_accounts_while_a_sync_runs(
         daemon.close()
         engine.dispose()
     assert hold.kind == "hold"
+
+
+def test_a_hold_fault_holds_requests_until_released_over_the_control_endpoint(
+    sim: SimulatedCloudflare, api_url: str
+) -> None:
+    account = sim.account_ids[0]
+    control = api_url.removesuffix("/client/v4") + "/__simulator"
+    listing = f"{api_url}/accounts/{account}/access/ai-controls/mcp/servers"
+    headers = {"Authorization": f"Bearer {sim.api_token}"}
+    answers: list[int] = []
+    with httpx.Client(headers=headers, timeout=30) as client:
+        fault = {"kind": "hold", "account_id": account, "endpoint": "servers", "seconds": 30}
+        assert client.post(control + "/faults", json=fault).status_code == 201
+        request = threading.Thread(target=lambda: answers.append(client.get(listing).status_code))
+        request.start()
+        assert client.post(control + "/release").json() == {"released": 1}
+        request.join(timeout=20)
+        assert answers == [200]
+        assert client.post(control + "/release").json() == {"released": 0}
+        assert client.get(listing).status_code == 200  # released faults are gone
