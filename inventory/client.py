@@ -32,7 +32,7 @@ from typing import Any, Literal
 import httpx
 import stamina
 
-from inventory.deadline import Deadline, bounded_io, earliest, within
+from inventory.deadline import Deadline, bounded_io, cut_by_deadline, earliest, within
 from inventory.envelope import cloudflare_errors, decode_envelope, decode_known, digest
 from inventory.errors import (
     ApiError,
@@ -438,8 +438,9 @@ class CloudflareClient:
         """A timeout or a dropped connection: retryable, unless a deadline ended it."""
         cause = call.scrub(self._describe(exc, reading=reading))
         first = earliest(call.deadlines)
-        if first.expired:
-            return call.deadline_error(first, cause)
+        if first.expired:  # a timeout then is the deadline's own cut, not read_timeout's
+            cut = isinstance(exc, httpx.TimeoutException) and cut_by_deadline()
+            return call.deadline_error(first, "" if cut else cause)
         return _RetryableError(cause)
 
     def _read_envelope(self, call: _Call, response: httpx.Response) -> Page:

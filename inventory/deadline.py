@@ -23,7 +23,7 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["Deadline", "bounded_io", "earliest", "within"]
+__all__ = ["Deadline", "bounded_io", "cut_by_deadline", "earliest", "within"]
 
 
 class Deadline:
@@ -82,11 +82,17 @@ _current = threading.local()
 def within(remaining: Callable[[], float]) -> Iterator[None]:
     """Socket operations of ``bounded_io`` clients on this thread wait at most ``remaining()``."""
     outer = getattr(_current, "remaining", None)
-    _current.remaining = remaining
+    _current.remaining, _current.cut = remaining, False
     try:
         yield
     finally:
         _current.remaining = outer
+
+
+def cut_by_deadline() -> bool:
+    """Whether the last socket operation on this thread waited less than its own timeout
+    because the deadline left less: a timeout then is the deadline's, not read_timeout's."""
+    return bool(getattr(_current, "cut", False))
 
 
 def _capped(timeout: float | None, error: type[Exception]) -> float | None:
@@ -94,6 +100,7 @@ def _capped(timeout: float | None, error: type[Exception]) -> float | None:
     if remaining is None:
         return timeout
     left = remaining()
+    _current.cut = left <= 0 or timeout is None or left < timeout
     if left <= 0:
         raise error("the deadline passed")
     return left if timeout is None else min(timeout, left)

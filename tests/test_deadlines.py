@@ -148,7 +148,10 @@ def test_request_deadline_stops_a_trickling_response(
     assert result.error_class == "DeadlineError"
     url = f"{server.base_url}/accounts/{ACCOUNT}/access/ai-controls/mcp/portals?page=1&per_page=100"
     assert result.error is not None
-    assert result.error.startswith(f"GET {url}: stopped by request_deadline (1.5 s for a request")
+    assert result.error.startswith(
+        f"GET {url}: stopped by request_deadline (1.5 s for a request: connect, headers, body "
+        "and retries; rate-limit waits not counted) after 1 attempt; raise it if"
+    )  # no "read timeout": that is not what stopped it
     assert elapsed < 5, elapsed  # without the deadline: 12 s per page
     assert sent < 100  # the headers never finished
     assert len(server.requests) == 1  # a deadline spent is not retried
