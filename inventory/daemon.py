@@ -49,6 +49,7 @@ from inventory.health import HealthServer, Probes, Readiness, check_readiness
 from inventory.locks import SingleDaemonLock, account_locks
 from inventory.logs import configure_logging
 from inventory.metrics import CONTENT_TYPE_LATEST, Metrics
+from inventory.reload import compare_settings
 from inventory.service import fewer_collections, open_client
 from inventory.sync import Syncer, close_abandoned_runs, mark_unconfigured, utc_now
 
@@ -58,20 +59,6 @@ log = structlog.get_logger("inventory.daemon")
 ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)  # interval cycles count from here on every replica
 _TICK = timedelta(microseconds=1)
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-# What a SIGHUP can change; every other setting keeps its start-up value until a restart.
-_RELOADABLE = frozenset(
-    {
-        "accounts",
-        "sync_interval",
-        "sync_cron",
-        "log_level",
-        "log_format",
-        "page_size",
-        "max_pages",
-        "account_deadline",
-        "history_retention",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -425,31 +412,25 @@ class Daemon:
 
     def _apply(self, syncer: Syncer, new: Any, schedule: Any, triggers: dict[str, Any]) -> None:
         old = self.settings
-        changed = _changed_settings(old, new)
-        ignored = sorted(changed - _RELOADABLE)
-        if {"log_level", "log_format"} & changed:
+        change = compare_settings(old, new)
+        if change.logging_changed:
             configure_logging(new.log_level, new.log_format)
-        for name in ignored:
+        for name in change.ignored:
             log.warning("setting changed; ignored until restart", setting=name)
-        before = {a.id: a for a in self.accounts}
-        after = {a.id: a for a in new.accounts}
-        added = [i for i in after if i not in before]
-        removed = [i for i in before if i not in after]
-        modified = [i for i in after if i in before and after[i] != before[i]]
         self.settings, self.accounts = new, list(new.accounts)
         self.schedule, self.triggers = schedule, triggers
         self.period = max(cycle_length(t, utc_now()) for t in [schedule, *triggers.values()])
         self.ready_max_age = self.options.ready_max_age or 3 * self.period
         syncer.per_page, syncer.max_pages = new.page_size, new.max_pages
         syncer.account_deadline = new.account_deadline
-        self._reschedule(syncer, old, added=added, removed=removed)
+        self._reschedule(syncer, old, added=change.added, removed=change.removed)
         log.info(
             "configuration reloaded",
-            accounts_added=added,
-            accounts_removed=removed,
-            accounts_changed=modified,
-            settings_changed=sorted((changed & _RELOADABLE) - {"accounts"}),
-            ignored_until_restart=ignored,
+            accounts_added=change.added,
+            accounts_removed=change.removed,
+            accounts_changed=change.changed,
+            settings_changed=change.settings,
+            ignored_until_restart=change.ignored,
             accounts=len(self.accounts),
             log_level=new.log_level,
             schedule=new.sync_cron or f"every {new.sync_interval:g}s",
@@ -540,11 +521,3 @@ class Daemon:
             os._exit(130)
         log.info("signal received: shutting down", signal=signal.Signals(signum).name)
         self.stopping.set()
-
-
-def _changed_settings(old: Any, new: Any) -> set[str]:
-    """Names of the settings whose values differ (secrets compared, never logged)."""
-    changed = {name for name in type(new).model_fields if getattr(old, name) != getattr(new, name)}
-    if old.database_url_secret() != new.database_url_secret():
-        changed.add("database_url")
-    return changed

@@ -21,6 +21,8 @@ from sqlalchemy import Engine, select
 
 from inventory.db import models
 from inventory.db.engine import make_engine
+from inventory.reload import RELOADABLE, ConfigChange, compare_settings
+from inventory.settings import load_settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from tests.test_daemon_helpers import Daemon, daemon_env, free_port, inventory_command, runs
 from tests.test_daemon_helpers import wait_until as _wait_until
@@ -179,3 +181,48 @@ def test_a_hold_fault_holds_requests_until_released_over_the_control_endpoint(
         assert answers == [200]
         assert client.post(control + "/release").json() == {"released": 0}
         assert client.get(listing).status_code == 200  # released faults are gone
+
+
+# What a reload changes, decided from two configurations alone.
+
+A, B, C = "a" * 32, "b" * 32, "c" * 32
+
+
+def settings_of(tmp_path: Path, toml: str) -> Any:
+    (tmp_path / "inventory.toml").write_text(toml)
+    return load_settings(environ={}, cwd=tmp_path)
+
+
+def account(account_id: str, version: int = 1, extra: str = "") -> str:
+    return f'[[accounts]]\nid = "{account_id}"\napi_token = "tok-{version}"\n{extra}'
+
+
+def test_compare_settings_names_accounts_and_settings(tmp_path: Path) -> None:
+    old = settings_of(
+        tmp_path,
+        'database_url = "postgresql://u:pw-one@db/inv"\nlog_level = "info"\n'
+        + account(A)
+        + account(B),
+    )
+    new = settings_of(
+        tmp_path,
+        'database_url = "postgresql://u:pw-two@db/inv"\nlog_level = "debug"\n'
+        'sync_interval = "5m"\nmetrics_address = "0.0.0.0:9108"\nread_timeout = 5\n'
+        + account(A, 2)
+        + account(C),
+    )
+    change = compare_settings(old, new)
+    assert (change.added, change.removed, change.changed) == ([C], [B], [A])
+    assert change.settings == ["log_level", "sync_interval"]
+    assert change.logging_changed
+    # only the password differs, which the masked URL hides: still a change, named not shown
+    assert change.ignored == ["database_url", "metrics_address", "read_timeout"]
+    assert "pw-" not in repr(change)
+
+
+def test_compare_settings_of_the_same_configuration_is_empty(tmp_path: Path) -> None:
+    toml = account(A, extra='sync_cron = "*/5 * * * *"\n')
+    change = compare_settings(settings_of(tmp_path, toml), settings_of(tmp_path, toml))
+    assert change == ConfigChange(added=[], removed=[], changed=[], settings=[], ignored=[])
+    assert not change.logging_changed
+    assert set(RELOADABLE) >= {"accounts", "sync_interval", "sync_cron", "log_level"}
