@@ -25,11 +25,14 @@ from typer.testing import CliRunner
 from inventory.cli import app
 from inventory.client import CloudflareClient, RequestStats
 from inventory.db import models
+from inventory.db.engine import make_engine
 from inventory.deadline import Deadline
 from inventory.errors import ConfigError, DeadlineError
 from inventory.ratelimit import RateLimiter
 from inventory.service import run_sync
 from inventory.settings import Settings, load_settings
+from inventory.simulator import Fault, SimulatedCloudflare
+from tests.test_daemon_helpers import daemon_env, running, runs, wait_until
 
 ACCOUNT = "a86a8f5c339544d7bdc89926de14fb8c"
 TOKEN = "cfut_TRICKLECANARY_5e6f7a8b9c0d"
@@ -344,3 +347,40 @@ def test_retry_max_time_sets_request_deadline_with_a_warning(tmp_path: Path) -> 
     (tmp_path / "inventory.toml").write_text('retry_max_time = "45s"\nrequest_deadline = 60\n')
     with pytest.raises(ConfigError, match="set request_deadline only"):
         load_settings(environ={}, cwd=tmp_path, require_accounts=False)
+
+
+# The daemon: an account the API holds does not hold the next cycle.
+
+
+@pytest.mark.slow
+def test_a_held_account_fails_at_its_deadline_and_the_next_cycle_runs(
+    sim: SimulatedCloudflare, api_url: str, tmp_path: Path, sqlite_template: Path
+) -> None:
+    held = sim.account_ids[0]
+    db = tmp_path / "inventory.db"
+    db.write_bytes(sqlite_template.read_bytes())
+    # The API answers nothing for the held account's servers listing: read_timeout (10 s)
+    # alone would keep each sync 10 s; account_deadline stops it after 1.5 s.
+    sim.faults.add(Fault(kind="hold", account_id=held, endpoint="servers", seconds=60))
+    env = daemon_env(sim, api_url, f"sqlite:///{db}", tmp_path, account_deadline="1.5s")
+    engine = make_engine(f"sqlite:///{db}", read_only=True)
+    try:
+        with running(env, tmp_path) as daemon:
+            failed = wait_until(
+                lambda: [r for r in runs(engine) if r.account_id == held and r.status == "failed"][
+                    1:
+                ],
+                timeout=30,
+            )
+            sim.faults.release()
+            assert daemon.stop() == 0, daemon.output()
+    finally:
+        sim.faults.release()
+        engine.dispose()
+    for run in failed:
+        assert run.error_class == "DeadlineError"
+        assert "stopped by account_deadline (1.5 s" in run.error_message
+        assert f"/accounts/{held}/access/ai-controls/mcp/servers?page=1" in run.error_message
+        assert (run.finished_at - run.started_at).total_seconds() < 6
+    others = [r for r in runs(engine) if r.account_id != held]
+    assert {r.status for r in others} == {"succeeded"}
