@@ -435,11 +435,11 @@ def test_the_rate_limit_block_fails_fast_and_clearly(
     sqlite_template: Path,
 ) -> None:
     # Cloudflare blocks a credential for a whole window once it goes over the limit; the
-    # simulator's window is 6 s here (300 s in production) and the retry budget 1 s.
+    # simulator's window is 6 s here (300 s in production) and request_deadline 1 s.
     sim = small_sim()
     api_url = served(sim)
     settings = settings_for(
-        sim, api_url, db_url, cwd=tmp_path, page_size=2, retry_max_time=1, max_concurrency=1
+        sim, api_url, db_url, cwd=tmp_path, page_size=2, request_deadline=1, max_concurrency=1
     )
     with syncer_for(engine, settings) as syncer:
         assert {r.status for r in syncer.sync_all(settings.accounts, max_concurrency=1)} == {
