@@ -417,6 +417,8 @@ class Daemon:
             configure_logging(new.log_level, new.log_format)
         for name in change.ignored:
             log.warning("setting changed; ignored until restart", setting=name)
+        for warning in new.warnings:  # as at start-up: short secrets, deprecated names
+            structlog.get_logger("inventory.settings").warning(warning)
         self.settings, self.accounts = new, list(new.accounts)
         self.schedule, self.triggers = schedule, triggers
         self.period = max(cycle_length(t, utc_now()) for t in [schedule, *triggers.values()])
