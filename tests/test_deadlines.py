@@ -384,3 +384,24 @@ def test_a_held_account_fails_at_its_deadline_and_the_next_cycle_runs(
         assert (run.finished_at - run.started_at).total_seconds() < 6
     others = [r for r in runs(engine) if r.account_id != held]
     assert {r.status for r in others} == {"succeeded"}
+
+
+def test_a_spent_deadline_stops_deletion_confirmation_rather_than_reading_as_unknown() -> None:
+    clock = FakeClock()
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"success": True, "errors": [], "result": {"id": "p"}})
+
+    account = account_deadline(5, clock)
+    clock.now += 6
+    with mock_client(clock, handler) as client, pytest.raises(DeadlineError) as caught:
+        client.get_detail(
+            f"/accounts/{ACCOUNT}/access/ai-controls/mcp/portals/p",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            credential_key="token:x",
+            deadline=account,
+        )
+    assert not sent
+    assert caught.value.setting == "account_deadline"
