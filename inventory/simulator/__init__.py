@@ -10,6 +10,7 @@ inventory's sync, fetch, client, db or CLI.
         ...
 """
 
+from inventory.simulator.dispatch import Response, respond
 from inventory.simulator.faults import Fault, FaultKind, FaultSet, Violation
 from inventory.simulator.server import SimulatorHTTPServer, serve_forever, serve_in_thread
 from inventory.simulator.state import (
@@ -25,10 +26,12 @@ __all__ = [
     "FaultKind",
     "FaultSet",
     "RequestRecord",
+    "Response",
     "SimulatedCloudflare",
     "SimulatorHTTPServer",
     "UnknownAccountError",
     "Violation",
+    "respond",
     "serve_forever",
     "serve_in_thread",
 ]

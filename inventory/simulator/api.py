@@ -47,6 +47,19 @@ _STATUS_ERRORS = {
     504: (10004, "Gateway timeout"),
 }
 _PAST_END_ERRORS = {400: (10001, "page out of range"), 404: (7002, "Not Found")}
+_CLOUDFLARE_PHRASES = {  # Cloudflare's own 52x statuses, which http.HTTPStatus does not know
+    520: "Web server is returning an unknown error",
+    521: "Web server is down",
+    522: "Connection timed out",
+    523: "Origin is unreachable",
+    524: "A timeout occurred",
+    525: "SSL handshake failed",
+    526: "Invalid SSL certificate",
+    527: "Railgun error",
+    528: "Unknown error",
+    529: "Unknown error",
+    530: "Origin DNS error",
+}
 _rays = itertools.count(0x7A3F00000000)
 
 
@@ -121,9 +134,8 @@ def _fault_response(sim: SimulatedCloudflare, fault: Fault, seen: _Seen) -> Resp
     assert seen.endpoint
     kind = fault.kind
     if kind == "status":
-        code, message = _STATUS_ERRORS.get(
-            fault.status, (fault.status, HTTPStatus(fault.status).phrase)
-        )
+        phrase = _CLOUDFLARE_PHRASES.get(fault.status) or HTTPStatus(fault.status).phrase
+        code, message = _STATUS_ERRORS.get(fault.status, (fault.status, phrase))
         response = _error(fault.status, code, message)
         if fault.ratelimit_headers:
             wait = math.ceil(fault.retry_after if fault.retry_after is not None else 60)

@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from inventory.simulator.api import Response, handle_api
-from inventory.simulator.control import CONTROL_PREFIX, handle_control
+from inventory.simulator.api import Response
+from inventory.simulator.dispatch import respond
 from inventory.simulator.state import SimulatedCloudflare
 
 __all__ = ["SimulatorHTTPServer", "serve_forever", "serve_in_thread"]
@@ -100,22 +100,14 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             body = b""
-        sim = self.server.sim
-        if url.path.startswith(CONTROL_PREFIX):
-            self._send(handle_control(sim, self.command, url.path, query, body))
-            return
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        response, record = handle_api(
-            sim,
-            sim.limiter,
+        response = respond(
+            self.server.sim,
             method=self.command,
             path=url.path,
             query=query,
-            headers=headers,
+            headers=dict(self.headers.items()),
+            body=body,
         )
-        # Recorded before the answer goes out: a client that has its response sees its request
-        # in the log, and one that hangs up mid-answer is still counted.
-        sim.record(record)
         self._send(response)
 
     def _send(self, response: Response) -> None:

@@ -13,6 +13,7 @@ import math
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -88,6 +89,7 @@ class SimulatedCloudflare(Mutations):
         self.pages = PageCache()
         self._index = {account_id: i for i, account_id in enumerate(self.account_ids)}
         self._accounts: dict[str, AccountState] = {}
+        self._raw: dict[tuple[str, str], list[bytes]] = {}  # set_listing's serialized items
         self._lock = threading.RLock()
         self._clock = base_time(seed) + timedelta(hours=1)
         self._mutations = 0
@@ -120,14 +122,38 @@ class SimulatedCloudflare(Mutations):
     def is_revoked(self, account_id: str) -> bool:
         return self._account(account_id).revoked
 
+    def set_listing(self, account_id: str, endpoint: str, items: Sequence[Any] | None) -> None:
+        """Serve exactly ``items`` (any JSON values, valid records or not) as the account's
+        listing of ``endpoint``, in place of its entities, through the same paging, envelopes,
+        auth and faults. ``None`` serves the entities again."""
+        with self._lock:
+            self._account(account_id)  # an unknown account raises
+            if items is None:
+                self._raw.pop((account_id, endpoint), None)
+            else:
+                self._raw[account_id, endpoint] = [
+                    json.dumps(item, ensure_ascii=True, separators=(",", ":")).encode()
+                    for item in items
+                ]
+            self.pages.drop_account(account_id)
+
     def count(self, account_id: str, endpoint: str) -> int:
         with self._lock:
-            return self._account(account_id).count(endpoint)
+            raw = self._raw.get((account_id, endpoint))
+            return len(raw) if raw is not None else self._account(account_id).count(endpoint)
+
+    def _pieces(self, account_id: str, endpoint: str, start: int, stop: int) -> list[bytes]:
+        raw = self._raw.get((account_id, endpoint))
+        if raw is None:
+            return self._account(account_id).page_pieces(endpoint, start, stop)
+        pieces: list[bytes] = []
+        for item in raw[start:stop]:
+            pieces += [item, b","]
+        return pieces[:-1]
 
     def _listing(self, account_id: str, endpoint: str) -> list[dict[str, Any]]:
         with self._lock:
-            acct = self._account(account_id)
-            pieces = acct.page_pieces(endpoint, 0, acct.count(endpoint))
+            pieces = self._pieces(account_id, endpoint, 0, self.count(account_id, endpoint))
         # decoding the served bytes gives deep copies that are exactly what the API would list
         result: list[dict[str, Any]] = json.loads(b"".join([b"[", *pieces, b"]"]))
         return result
@@ -191,15 +217,17 @@ class SimulatedCloudflare(Mutations):
         size = min(per_page, cap) if cap is not None else per_page
         with self._lock:
             acct = self._account(account_id)
-            total = acct.count(endpoint)
+            total = self.count(account_id, endpoint)
             pages = math.ceil(total / size)
             source = pages if repeat_last and page > pages > 0 else page
+            raw = (account_id, endpoint) in self._raw
             key = (acct.id, acct.version, endpoint, source, page, per_page, cap, self.result_info)
+            key += (raw,)
             body = self.pages.get(key)
             if body is not None:
                 return body
             start = (source - 1) * size
-            pieces = acct.page_pieces(endpoint, start, start + size)
+            pieces = self._pieces(account_id, endpoint, start, start + size)
         info = None
         if self.result_info:
             count = max(0, min(size, total - start))
