@@ -32,7 +32,7 @@ import stamina  # noqa: E402
 from inventory.db.engine import make_engine  # noqa: E402
 from inventory.db.migrate import upgrade  # noqa: E402
 from inventory.logs import configure_logging  # noqa: E402
-from tests.faultkit import CrashOutcome, crash_trial, truncate_all  # noqa: E402
+from tests.support.faultkit import CrashOutcome, crash_trial, truncate_all  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("INVENTORY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

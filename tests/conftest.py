@@ -7,63 +7,48 @@ variants are skipped locally and FAIL under CI (CI=true).
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 import stamina
-from sqlalchemy import Engine, text
+from hypothesis import Phase
+from hypothesis import settings as hypothesis_settings
+from sqlalchemy import Engine
 
 from inventory.db.engine import make_engine
 from inventory.db.migrate import upgrade
-from inventory.db.models import Base
-from inventory.settings import Settings, load_settings
+from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
+from tests.support.db import IN_CI, PG_ADMIN_URL, fresh_pg_database, pg_available, truncate_pg
+from tests.support.settings import settings_for
 
-PG_ADMIN_URL = os.environ.get("INVENTORY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+__all__ = ["settings_for"]  # its home is tests.support.settings; imported here for older tests
+
+# `dev.py mutate`: the same examples for every mutant, and no time spent shrinking a failure.
+hypothesis_settings.register_profile(
+    "mutate", database=None, phases=[Phase.explicit, Phase.reuse, Phase.generate]
+)
 
 
 @pytest.fixture(autouse=True)
-def _no_backoff() -> Iterator[None]:
-    # Retries still happen and are counted; only the waiting between them is skipped.
-    stamina.set_testing(True, attempts=100)
-    yield
-    stamina.set_testing(False)
-
-
-def _pg_conninfo(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
+def no_backoff() -> Iterator[None]:
+    """Retries happen and are counted, each client keeping its own budget; waits become 0."""
+    with stamina.set_testing(True, attempts=1000, cap=True):
+        yield
 
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str | None]:
     """URL of a fresh PostgreSQL database for this run, or None when PostgreSQL is absent."""
-    try:
-        admin = psycopg.connect(_pg_conninfo(PG_ADMIN_URL), autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
+    if not pg_available():
         if IN_CI:
-            pytest.fail(f"PostgreSQL is required under CI but unreachable: {exc}")
+            pytest.fail(f"PostgreSQL is required under CI but unreachable at {PG_ADMIN_URL}")
         yield None
         return
-    name = f"inventory_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    try:
+    with fresh_pg_database() as url:
         yield url
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -74,12 +59,6 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     engine.dispose()  # the last connection to close checkpoints the WAL into the file
     assert not Path(f"{path}-wal").exists()
     return path
-
-
-def _truncate(engine: Engine) -> None:
-    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -95,7 +74,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
     if url is None:
         pytest.skip("PostgreSQL is not reachable (set CI=true to make this a failure)")
     engine = make_engine(url)
-    _truncate(engine)
+    truncate_pg(engine)
     engine.dispose()
     yield url
 
@@ -116,26 +95,6 @@ def sim() -> SimulatedCloudflare:
 def api_url(sim: SimulatedCloudflare) -> Iterator[str]:
     with serve_in_thread(sim) as url:
         yield url
-
-
-def settings_for(
-    sim: SimulatedCloudflare, api_url: str, db_url: str, *, cwd: Path, **extra: Any
-) -> Settings:
-    """Settings as a user would write them: environment variables only."""
-    environ = {
-        "INVENTORY_API_BASE_URL": api_url,
-        "INVENTORY_DATABASE_URL": db_url,
-        "INVENTORY_ACCOUNTS": json.dumps(
-            [
-                {"id": account_id, "name": f"acct-{i}", "api_token": sim.api_token}
-                for i, account_id in enumerate(sim.account_ids)
-            ]
-        ),
-        "INVENTORY_MAX_RETRIES": "3",
-        "INVENTORY_READ_TIMEOUT": "5",
-        **{f"INVENTORY_{k.upper()}": str(v) for k, v in extra.items()},
-    }
-    return load_settings(environ=environ, cwd=cwd)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from benchmarks.report import evaluate, render
 from benchmarks.workloads import WORKLOADS
 
 
+@pytest.mark.slow
 def test_tiny_workload_measures_every_phase(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

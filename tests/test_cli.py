@@ -42,6 +42,7 @@ def accounts_env(sim: SimulatedCloudflare, api_url: str, db_url: str) -> dict[st
     }
 
 
+@pytest.mark.slow
 def test_sync_from_a_fresh_directory(
     tmp_path: Path, sim: SimulatedCloudflare, api_url: str
 ) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from tests.faultkit import crash_trial, truncate_all
+from tests.support.faultkit import crash_trial, truncate_all
 
 SEEDS = (1, 2, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["sync", "run"])
 def test_kill_9_mid_sync_leaves_a_completed_state(
     db_url: str, engine: Engine, sqlite_template: Path, tmp_path: Path, command: str

@@ -18,15 +18,14 @@ from sqlalchemy.engine import make_url
 
 from inventory.db.engine import make_engine
 from inventory.simulator import Fault, SimulatedCloudflare
-from tests.test_daemon_helpers import (
+from tests.support.daemon import (
     TcpForwarder,
     daemon_env,
-    fresh_pg_database,
-    pg_available,
     running,
     runs,
     wait_until,
 )
+from tests.support.db import fresh_pg_database, pg_available
 
 pytestmark = pytest.mark.slow
 

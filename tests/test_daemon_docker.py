@@ -18,7 +18,7 @@ from sqlalchemy import select
 from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.simulator import SimulatedCloudflare
-from tests.test_daemon_helpers import free_port, inventory_command, wait_until
+from tests.support.daemon import free_port, inventory_command, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 

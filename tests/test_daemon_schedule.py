@@ -7,16 +7,18 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 
 from inventory.daemon import Daemon, DaemonOptions, account_schedule
 from inventory.service import open_client
 from inventory.simulator import SimulatedCloudflare
 from inventory.sync import Syncer
-from tests.conftest import settings_for
-from tests.test_daemon_helpers import daemon_env, running, wait_until
+from tests.support.daemon import daemon_env, running, wait_until
+from tests.support.settings import settings_for
 
 
+@pytest.mark.slow
 def test_an_account_with_its_own_interval_syncs_on_it(
     sim: SimulatedCloudflare, api_url: str, db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
@@ -48,6 +50,7 @@ def test_account_schedule_prefers_the_account_then_the_global(tmp_path: Path) ->
     assert account_schedule(settings, own).sync_cron == "*/5 * * * *"
 
 
+@pytest.mark.slow
 def test_the_retention_job_prunes_old_closed_versions(
     sim: SimulatedCloudflare, api_url: str, db_url: str, engine: Engine, tmp_path: Path
 ) -> None:

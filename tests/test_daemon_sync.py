@@ -20,7 +20,7 @@ from inventory.locks import AdvisoryLocks, AlreadyRunningError, SingleDaemonLock
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.sync import Syncer
-from tests.test_daemon_helpers import free_port
+from tests.support.daemon import free_port
 
 # Advisory locks are PostgreSQL's: these tests take only the db_url fixture's PostgreSQL variant.
 postgresql_only = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)

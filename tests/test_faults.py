@@ -20,8 +20,7 @@ import pytest
 from sqlalchemy import Engine
 
 from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
-from tests.conftest import settings_for
-from tests.faultkit import (
+from tests.support.faultkit import (
     content_state,
     fresh_state,
     run_row,
@@ -30,6 +29,7 @@ from tests.faultkit import (
     sync_all,
     syncer_for,
 )
+from tests.support.settings import settings_for
 
 MAX_RETRIES = 3  # what settings_for configures
 ATTEMPTS = MAX_RETRIES + 1
@@ -231,11 +231,25 @@ def _requests_of(sim: SimulatedCloudflare, account_id: str) -> int:
 
 
 XFAIL: dict[str, str] = {}  # case id -> known bug, as a strict xfail
+# `dev.py test --fast` plays one case of each family; the rest are marked slow (CI runs them all).
+FAST = {
+    "429-retry-after-once",
+    "503-forever-middle-page",
+    "truncated-body-once",
+    "html-520-forever",
+    "invalid-servers-missing_id",
+    "invalid-portals-bad_enum",
+    "drift-insert-portals",
+    "403-revoked",
+}
 PARAMS = [
     pytest.param(
         c,
         id=c.id,
-        marks=[pytest.mark.xfail(strict=True, reason=XFAIL[c.id])] if c.id in XFAIL else [],
+        marks=[
+            *([pytest.mark.xfail(strict=True, reason=XFAIL[c.id])] if c.id in XFAIL else []),
+            *([] if c.id in FAST else [pytest.mark.slow]),
+        ],
     )
     for c in CASES
 ]
@@ -463,6 +477,7 @@ def test_the_rate_limit_block_fails_fast_and_clearly(
     assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_new_process_on_a_token_just_used_stays_under_the_limit(
     served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
@@ -501,6 +516,7 @@ def _run_cli(args: list[str], env: dict[str, str], cwd: Path) -> Any:
     )
 
 
+@pytest.mark.slow
 def test_a_database_refusing_connections_is_one_clear_line(
     served: Callable[[SimulatedCloudflare], str], tmp_path: Path
 ) -> None:

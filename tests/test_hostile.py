@@ -3,20 +3,19 @@
 Records are generated from Cloudflare's published schema (tests/data/mcp-openapi.json, a copy of
 ../shared/cloudflare/mcp-openapi.json) with unknown fields added at every level and constraints
 sometimes broken; many go through the pure ``transform_account``, fewer through a whole sync
-into SQLite and PostgreSQL, served by an ``httpx.MockTransport`` fake of the two list endpoints.
+into SQLite and PostgreSQL, served by the simulator (``set_listing``) over ``httpx.MockTransport``.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,8 +27,9 @@ from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from inventory.sync import AccountResult, Syncer
 from inventory.transform import _plainly_storable, _storable_problem, transform_account
-from tests.conftest import settings_for
-from tests.faultkit import Clock, run_row, small_sim, snapshot, sync_all, syncer_for
+from tests.support.api import Only, SimulatorTransport, reply
+from tests.support.faultkit import Clock, run_row, small_sim, snapshot, sync_all, syncer_for
+from tests.support.settings import settings_for
 
 SPEC_PATH = Path(
     os.environ.get("INVENTORY_MCP_OPENAPI", Path(__file__).parent / "data" / "mcp-openapi.json")
@@ -161,6 +161,7 @@ def _ids(raws: list[dict[str, Any]]) -> list[str]:
 # --- the pure transform --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_spec
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
@@ -194,43 +195,26 @@ def test_transform_stores_or_quarantines_every_generated_record(
 # --- a whole sync, over a fake API, into both databases --------------------------------------
 
 
-class FakeApi:
-    """Serves whatever listings it is given, page 1 only; records every request."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[str, bytes] = {}
-        self.requests: list[httpx.Request] = []
-
-    def set(self, endpoint: str, items: list[Any] | bytes) -> None:
-        if isinstance(items, bytes):
-            self.bodies[endpoint] = items
-            return
-        result = json.dumps(items, ensure_ascii=True).encode()
-        self.bodies[endpoint] = (
-            b'{"success":true,"errors":[],"messages":[],"result":' + result + b"}"
-        )
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        endpoint = request.url.path.rsplit("/", 1)[-1]
-        if request.url.params.get("page") != "1":
-            body = b'{"success":true,"errors":[],"messages":[],"result":[]}'
-        else:
-            body = self.bodies.get(endpoint, b'{"success":true,"result":[]}')
-        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
-
-
 @pytest.fixture
 def fake_sync(engine: Engine) -> Iterator[Callable[..., AccountResult]]:
+    """Sync one new account whose listings are exactly these records (or these bytes)."""
     clients: list[CloudflareClient] = []
+    seeds = itertools.count(1)
 
     def run(portals: list[Any] | bytes, servers: list[Any] | bytes, **client: Any) -> AccountResult:
-        api = FakeApi()
-        api.set("portals", portals)
-        api.set("servers", servers)
-        http = CloudflareClient(base_url=BASE, transport=httpx.MockTransport(api), **client)
+        sim = SimulatedCloudflare(
+            seed=next(seeds), accounts=1, portals_per_account=0, api_token=TOKEN
+        )
+        (account_id,) = sim.account_ids
+        api = SimulatorTransport(sim)
+        for endpoint, listing in (("portals", portals), ("servers", servers)):
+            if isinstance(listing, bytes):
+                api.ahead.append(Only(endpoint, reply(200, listing)))
+            else:
+                sim.set_listing(account_id, endpoint, listing)
+        http = CloudflareClient(base_url=BASE, transport=api, **client)
         clients.append(http)
-        account = AccountConfig.model_validate({"id": uuid.uuid4().hex, "api_token": TOKEN})
+        account = AccountConfig.model_validate({"id": account_id, "api_token": TOKEN})
         return Syncer(engine=engine, client=http, clock=Clock()).sync_account(account)
 
     yield run
@@ -253,6 +237,7 @@ def _rejections(engine: Engine, run_id: int | None) -> list[dict[str, Any]]:
         return [dict(r) for r in rows]
 
 
+@pytest.mark.slow
 @needs_spec
 @settings(
     max_examples=12,
@@ -525,6 +510,7 @@ def _nested(depth: int) -> Any:
     return value
 
 
+@pytest.mark.slow
 @given(ODD_JSON)
 @settings(max_examples=300, deadline=None)
 def test_the_fast_storability_check_never_passes_what_the_exact_one_refuses(value: Any) -> None:

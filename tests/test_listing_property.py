@@ -26,7 +26,7 @@ from inventory.db.engine import make_engine
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.simulator.transport import BASE_URL, mock_transport
 from inventory.sync import AccountResult, Syncer
-from tests.faultkit import Clock, content_state
+from tests.support.faultkit import Clock, content_state
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,8 @@ from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
 from inventory.sync import AccountResult, Syncer
-from tests.conftest import settings_for
-from tests.faultkit import Clock, content_state, fresh_state, run_row
+from tests.support.faultkit import Clock, content_state, fresh_state, run_row
+from tests.support.settings import settings_for
 
 Endpoint = str
 

@@ -22,7 +22,7 @@ from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync import AccountResult, Syncer
-from tests.test_daemon_helpers import free_port
+from tests.support.daemon import free_port
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -111,6 +111,7 @@ def get(url: str) -> tuple[int, str, str]:
         return exc.code, exc.headers["Content-Type"], exc.read().decode()
 
 
+@pytest.mark.slow
 def test_the_endpoint_and_its_probe() -> None:
     state = {"healthy": True}
     metrics = Metrics()

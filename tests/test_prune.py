@@ -14,7 +14,7 @@ from inventory.reports.prune import prune_history
 from inventory.reports.queries import changes, inventory_as_of, run_sql, show_portal
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare
-from tests.test_reports import GONE_PORTAL, PORTAL, build_history, day
+from tests.support.history import GONE_PORTAL, PORTAL, build_history, day
 
 
 def _rows(engine: Engine, query: str, **params: Any) -> list[tuple[Any, ...]]:
@@ -32,6 +32,7 @@ def _open_and_current(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     return seen
 
 
+@pytest.mark.slow
 def test_prune_removes_only_what_closed_before_the_cutoff(
     engine: Engine, settings: Settings, sim: SimulatedCloudflare
 ) -> None:

@@ -22,15 +22,14 @@ from sqlalchemy import Engine, text
 from inventory.db.engine import make_engine
 from inventory.db.load import TABLES
 from inventory.simulator import Fault, SimulatedCloudflare
-from tests.test_daemon_helpers import (
+from tests.support.daemon import (
     Daemon,
     daemon_env,
     free_port,
-    fresh_pg_database,
-    pg_available,
     runs,
     wait_until,
 )
+from tests.support.db import fresh_pg_database, pg_available
 
 pytestmark = pytest.mark.slow
 

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from inventory.db.load import TABLES
 from inventory.reports import sql
 from inventory.reports.named import REPORTS, run_report
 from inventory.reports.queries import (
@@ -30,105 +27,21 @@ from inventory.reports.queries import (
     status_periods,
     sync_status,
 )
-from inventory.service import open_client
 from inventory.settings import Settings
-from inventory.simulator import Fault, SimulatedCloudflare
-from inventory.sync import Syncer
+from inventory.simulator import SimulatedCloudflare
+from tests.support.history import (
+    FLAPPING,
+    GONE_PORTAL,
+    OVERRIDDEN,
+    PORTAL,
+    TOOLED,
+    History,
+    build_history,
+    day,
+    observed,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "reports.md"
-PORTAL, FLAPPING, TOOLED, OVERRIDDEN = (
-    "portal-platform-1",
-    "filesystem-1",
-    "gdrive-3",
-    "kubernetes-6",
-)
-GONE_PORTAL = "portal-legal-2"
-
-
-def day(n: int, hour: int = 0, second: int = 0) -> datetime:
-    return datetime(2026, 1, n, hour, 0, second, tzinfo=UTC)
-
-
-class DayClock:
-    """Cycle n runs on 2026-01-0n from midnight, one second per call: sequential syncs give
-    account i of the cycle ``observed_at = day(n, second=3 + 3 * i)``."""
-
-    def __init__(self) -> None:
-        self.now = day(1)
-
-    def start(self, n: int) -> None:
-        self.now = day(n)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
-@dataclass
-class History:
-    a: str
-    b: str
-    c: str
-    new_tool: str
-    gone_tool: str
-    toggled_tool: str
-    portal_modified_by: str
-    # kind, account_id, entity_key, content_hash of the current tables after each cycle
-    seen: dict[int, set[tuple[str, str, str, str]]] = field(default_factory=dict)
-
-
-def observed(n: int, account: int) -> datetime:
-    return day(n, second=3 + 3 * account)
-
-
-def _current(engine: Engine) -> set[tuple[str, str, str, str]]:
-    rows: set[tuple[str, str, str, str]] = set()
-    with engine.connect() as conn:
-        for kind, spec in TABLES.items():
-            cols = [spec.current.c[k] for k in spec.keys]
-            query = select(spec.current.c.account_id, *cols, spec.current.c.content_hash)
-            for r in conn.execute(query):
-                rows.add((kind, r[0], "/".join(r[1:-1]), r[-1]))
-    return rows
-
-
-def build_history(engine: Engine, settings: Settings, sim: SimulatedCloudflare) -> History:
-    a, b, c = sim.account_ids
-    clock = DayClock()
-    with open_client(settings) as client:
-        syncer = Syncer(engine=engine, client=client, clock=clock)
-        history = History(a, b, c, "", "", sim.tool_names(a, OVERRIDDEN)[0], "")
-
-        def cycle(n: int) -> list[str]:
-            clock.start(n)
-            results = syncer.sync_all(settings.accounts, max_concurrency=1)
-            history.seen[n] = _current(engine)
-            return [r.status for r in results]
-
-        assert cycle(1) == ["succeeded"] * 3
-        sim.rename_portal(a, PORTAL, "Platform (renamed)")
-        sim.set_server_status(a, FLAPPING, "error", error="upstream returned 502")
-        history.new_tool = sim.add_tool(a, TOOLED)
-        history.gone_tool = sim.tool_names(a, TOOLED)[0]
-        sim.remove_tool(a, TOOLED, history.gone_tool)
-        sim.toggle_override(a, PORTAL, OVERRIDDEN, history.toggled_tool)
-        history.portal_modified_by = next(
-            p["modified_by"] for p in sim.portals(a) if p["id"] == PORTAL
-        )
-        sim.delete_portal(b, GONE_PORTAL)
-        sim.faults.add(
-            Fault(kind="invalid_record", violation="bad_enum", account_id=c, endpoint="servers")
-        )
-        assert cycle(2) == ["succeeded", "succeeded", "partial"]
-        sim.faults.clear()
-        sim.set_server_status(a, FLAPPING, "ready")
-        sim.restore_portal(b, GONE_PORTAL)
-        assert cycle(3) == ["succeeded"] * 3
-        sim.set_server_status(a, FLAPPING, "error", error="timeout")
-        sim.toggle_override(a, PORTAL, OVERRIDDEN, history.toggled_tool)
-        sim.revoke(c)
-        assert cycle(4) == ["succeeded", "succeeded", "failed"]
-    return history
 
 
 @pytest.fixture

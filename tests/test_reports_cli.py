@@ -21,7 +21,7 @@ from inventory.commands.reports import register
 from inventory.reports.timespec import TimeSpecError, parse_duration, parse_instant
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare
-from tests.test_reports import FLAPPING, PORTAL, History, build_history, observed
+from tests.support.history import FLAPPING, PORTAL, History, build_history, observed
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +53,7 @@ def invoke(db_url: str, *args: str) -> Any:
     return CliRunner().invoke(make_app(db_url), list(args), env={"INVENTORY_LOG_FORMAT": "json"})
 
 
+@pytest.mark.slow
 def test_changes_as_json_and_csv(db_url: str, history: History) -> None:
     period = ["--since", "2026-01-02", "--until", "2026-01-02T00:00:05Z"]
     result = invoke(db_url, "changes", *period, "--account", history.a, "--json")
@@ -90,6 +91,7 @@ def test_a_bad_argument_is_one_line_and_exit_2(db_url: str, args: list[str]) -> 
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_show_as_of_and_not_found(db_url: str, history: History) -> None:
     shown = invoke(db_url, "show", "portal", PORTAL, "-a", history.a, "--as-of", "2026-01-01T12:00")
     assert shown.exit_code == 0, shown.output
@@ -101,6 +103,7 @@ def test_show_as_of_and_not_found(db_url: str, history: History) -> None:
     assert "no portal" in missing.stderr
 
 
+@pytest.mark.slow
 def test_timeline_status_and_reports(db_url: str, history: History) -> None:
     timeline = invoke(db_url, "timeline", "server", FLAPPING, "-a", history.a, "--json")
     assert [p["status"] for p in json.loads(timeline.stdout)] == [
@@ -124,6 +127,7 @@ def test_timeline_status_and_reports(db_url: str, history: History) -> None:
     assert wrong.exit_code == 2
 
 
+@pytest.mark.slow
 def test_prune_reports_what_it_removed(db_url: str, history: History) -> None:
     # everything in the history closed days ago; nothing closed within the last 1000 days
     assert (

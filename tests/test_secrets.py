@@ -35,8 +35,8 @@ from inventory.service import open_client
 from inventory.settings import AccountConfig
 from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
 from inventory.sync import Syncer
-from tests.conftest import settings_for
-from tests.faultkit import Clock
+from tests.support.faultkit import Clock
+from tests.support.settings import settings_for
 
 TOKEN = "cfut_AUDITCANARY_TOKEN_7f3a9c"
 API_KEY = "AUDITCANARYKEY0123456789abcdef"
@@ -90,6 +90,7 @@ def _every_stored_value(engine: Engine) -> str:
     return "\n".join(parts)
 
 
+@pytest.mark.slow
 def test_no_secret_in_any_table_log_or_output(
     audited_db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
@@ -289,6 +290,7 @@ def test_a_ca_bundle_makes_the_self_signed_server_trusted(self_signed: str) -> N
         assert _get(client)["success"] is True
 
 
+@pytest.mark.slow
 def test_turning_tls_verification_off_warns_at_every_start(
     self_signed: str, tmp_path: Path
 ) -> None:

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import Engine, func, insert, select, text, update
 
 from inventory.db import models
 from inventory.db.load import TABLES
@@ -20,21 +19,10 @@ from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync import AccountResult, Syncer
-from tests.conftest import settings_for
-from tests.writes import count_writes
-
-ENTITY_TABLES = [t for spec in TABLES.values() for t in (spec.current.name, spec.history.name)]
-
-
-class Clock:
-    """Each call is a second later: valid_from/valid_to are distinct and predictable."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
+from tests.support.db import count, fresh_pg_database
+from tests.support.faultkit import ENTITY_TABLES, Clock, snapshot
+from tests.support.settings import settings_for
+from tests.support.writes import count_writes
 
 
 @pytest.fixture
@@ -45,24 +33,6 @@ def syncer(engine: Engine, settings: Settings) -> Iterator[Syncer]:
 
 def sync(syncer: Syncer, settings: Settings) -> list[AccountResult]:
     return syncer.sync_all(settings.accounts, max_concurrency=2)
-
-
-def count(engine: Engine, table: str, where: str = "1=1", **params: Any) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(text(f"SELECT count(*) FROM {table} WHERE {where}"), params).scalar_one()
-        )
-
-
-def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every entity table, for before/after comparisons."""
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-    with engine.connect() as conn:
-        for name in ENTITY_TABLES:
-            table = models.Base.metadata.tables[name]
-            order = list(table.primary_key.columns)
-            rows[name] = [tuple(r) for r in conn.execute(select(table).order_by(*order))]
-    return rows
 
 
 def test_first_sync_mirrors_the_api(
@@ -100,11 +70,17 @@ def test_first_sync_mirrors_the_api(
 def test_unchanged_resync_writes_no_entity_or_history_row(
     syncer: Syncer, settings: Settings, engine: Engine
 ) -> None:
+    """The content-hash comparison alone: the page memo is cleared, so every page is decoded,
+    transformed and diffed, and equal hashes must still write nothing (tests/test_unchanged.py
+    covers the memo's own fast path)."""
     sync(syncer, settings)
     before = snapshot(engine)
+    with engine.begin() as conn:
+        conn.execute(update(models.table_of(models.Account)).values(listing_memo=None))
     with count_writes(engine) as writes:
         results = sync(syncer, settings)
     assert [r.status for r in results] == ["succeeded"] * 3
+    assert [r.unchanged for r in results] == [False] * 3  # the comparison ran, not the memo
     assert all(not any(c.values()) for r in results for c in r.counts.values())
     assert {t: n for t, n in writes.items() if t in ENTITY_TABLES and n} == {}
     # only bookkeeping: one run row inserted and updated, one account row, per account
@@ -432,12 +408,11 @@ def _another_database(engine: Engine, tmp_path: Path, template: Path) -> Iterato
         shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
-    from tests.test_daemon_helpers import fresh_pg_database
-
     with fresh_pg_database() as url:
         yield url
 
 
+@pytest.mark.slow
 def test_bulk_inserts_store_exactly_what_insert_stores(
     engine: Engine,
     settings: Settings,

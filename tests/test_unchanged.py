@@ -19,8 +19,9 @@ from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync import AccountResult, Syncer
-from tests.test_sync import ENTITY_TABLES, count, snapshot
-from tests.writes import count_writes
+from tests.support.db import count
+from tests.support.faultkit import ENTITY_TABLES, snapshot
+from tests.support.writes import count_writes
 
 
 @pytest.fixture

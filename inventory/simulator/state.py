@@ -221,8 +221,17 @@ class SimulatedCloudflare(Mutations):
             pages = math.ceil(total / size)
             source = pages if repeat_last and page > pages > 0 else page
             raw = (account_id, endpoint) in self._raw
-            key = (acct.id, acct.version, endpoint, source, page, per_page, cap, self.result_info)
-            key += (raw,)
+            key = (
+                acct.id,
+                acct.version,
+                endpoint,
+                source,
+                page,
+                per_page,
+                cap,
+                self.result_info,
+                raw,
+            )
             body = self.pages.get(key)
             if body is not None:
                 return body

@@ -22,15 +22,11 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import Engine, select
 
 from inventory.cli import app
 from inventory.db import models
-from inventory.db.engine import make_engine
-from inventory.db.migrate import upgrade
 from inventory.simulator import SimulatedCloudflare
-from tests.conftest import PG_ADMIN_URL
 
 
 def inventory_command() -> list[str]:
@@ -168,35 +164,6 @@ def runs(engine: Engine) -> list[Any]:
     table = models.table_of(models.SyncRun)
     with engine.connect() as conn:
         return list(conn.execute(select(table).order_by(table.c.id)).all())
-
-
-@contextmanager
-def fresh_pg_database() -> Iterator[str]:
-    """A new, migrated PostgreSQL database, dropped afterwards (needs the test server)."""
-    conninfo = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-    admin = psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
-    name = f"inventory_daemon_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}".replace(
-        "postgresql://", "postgresql+psycopg://", 1
-    )
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    try:
-        yield url
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-def pg_available() -> bool:
-    conninfo = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-    try:
-        psycopg.connect(conninfo, connect_timeout=3).close()
-    except psycopg.OperationalError:
-        return False
-    return True
 
 
 class TcpForwarder:

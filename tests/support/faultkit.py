@@ -7,7 +7,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,8 @@ from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
 from inventory.sync import AccountResult, Syncer
-from tests.conftest import settings_for
+from tests.support.daemon import free_port
+from tests.support.settings import settings_for
 
 __all__ = [
     "CURRENT_TABLES",
@@ -208,12 +208,6 @@ def _cli_env(sim: SimulatedCloudflare, api_url: str, db_url: str) -> dict[str, s
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_for_request(sim: SimulatedCloudflare, seen: int, proc: subprocess.Popen[bytes]) -> None:
     """Until the simulator has served a request past the first ``seen`` (or the process ended)."""
     deadline = time.monotonic() + 60
@@ -253,7 +247,7 @@ def crash_trial(
                 victim = {
                     **env,
                     "INVENTORY_SYNC_INTERVAL": "1h",
-                    "INVENTORY_METRICS_ADDRESS": f"127.0.0.1:{_free_port()}",
+                    "INVENTORY_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
                 }
             proc = subprocess.Popen(
                 [sys.executable, "-m", "inventory", command],

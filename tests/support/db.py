@@ -1,0 +1,65 @@
+"""The test databases: PostgreSQL scratch databases, emptying tables, counting rows."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from sqlalchemy import Engine, text
+
+from inventory.db.engine import make_engine
+from inventory.db.migrate import upgrade
+from inventory.db.models import Base
+
+PG_ADMIN_URL = os.environ.get("INVENTORY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pg_conninfo(url: str = PG_ADMIN_URL) -> str:
+    """A SQLAlchemy PostgreSQL URL as psycopg takes it."""
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@contextmanager
+def fresh_pg_database(prefix: str = "inventory_test") -> Iterator[str]:
+    """A new, migrated PostgreSQL database, dropped afterwards (needs the test server)."""
+    admin = psycopg.connect(pg_conninfo(), autocommit=True, connect_timeout=5)
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}".replace(
+        "postgresql://", "postgresql+psycopg://", 1
+    )
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def pg_available() -> bool:
+    try:
+        psycopg.connect(pg_conninfo(), connect_timeout=3).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def truncate_pg(engine: Engine) -> None:
+    """Empty every table of a PostgreSQL database at once, identities restarted."""
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+def count(engine: Engine, table: str, where: str = "1=1", **params: Any) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(text(f"SELECT count(*) FROM {table} WHERE {where}"), params).scalar_one()
+        )
