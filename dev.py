@@ -3,6 +3,8 @@
 
 python3 dev.py demo      # virtualenv + install + `inventory demo`
 python3 dev.py test      # virtualenv + install + every check CI runs (pytest args may follow)
+python3 dev.py test --fast  # the same checks, then the tests not marked slow (both databases)
+python3 dev.py mutate    # mutation testing of the pure core against its fast tests
 python3 dev.py bench     # virtualenv + install + the benchmarks (see benchmarks/README.md)
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -47,6 +50,9 @@ def setup() -> None:
 
 
 def test(pytest_args: list[str]) -> None:
+    if "--fast" in pytest_args:
+        pytest_args = [a for a in pytest_args if a != "--fast"]
+        pytest_args[:0] = ["-m", "not slow"]
     run(BIN / "ruff", "check", ".")
     run(BIN / "ruff", "format", "--check", ".")
     run(BIN / "mypy", "inventory", "migrations", "tests", "benchmarks", "scripts")
@@ -65,15 +71,33 @@ def test(pytest_args: list[str]) -> None:
     run(BIN / "pytest", *pytest_args)
 
 
+def mutate(args: list[str]) -> None:
+    """mutmut over [tool.mutmut] in pyproject.toml; results stay in mutants/ between runs."""
+    workers = str(max(2, os.cpu_count() or 2))
+    if "--fresh" in args:  # forget earlier results (they are reused while the code is the same)
+        args = [a for a in args if a != "--fresh"]
+        shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if k != "INVENTORY_DATABASE_URL"}
+    run(BIN / "mutmut", "run", "--max-children", workers, *args, env=env)
+    result = subprocess.run(
+        [str(BIN / "mutmut"), "results"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    survivors = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+    print("\n".join(survivors) or "no surviving mutants", flush=True)
+    print(f"{len(survivors)} surviving; `.venv/bin/mutmut show NAME` shows one", flush=True)
+
+
 def main() -> None:
     command, *rest = sys.argv[1:] or ["help"]
-    if command not in ("demo", "test", "bench"):
+    if command not in ("demo", "test", "bench", "mutate"):
         sys.exit(__doc__)
     setup()
     if command == "demo":
         run(BIN / "inventory", "demo", *rest)
     elif command == "test":
         test(rest)
+    elif command == "mutate":
+        mutate(rest)
     else:
         run(BIN / "python", "-m", "benchmarks", *rest)
 
