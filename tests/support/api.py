@@ -126,10 +126,10 @@ def html_page(status: int, title: str) -> Scripted:
 def raises(error: type[httpx.RequestError]) -> Scripted:
     """A connection that fails before any response (refused, timed out, reset)."""
 
-    def fail(request: httpx.Request) -> httpx.Response:
+    def fault(request: httpx.Request) -> httpx.Response:  # the name shows in test ids
         raise error("simulated", request=request)
 
-    return fail
+    return fault
 
 
 def broken_body(chunks: Iterable[bytes], error: Exception | None = None) -> Scripted:
