@@ -30,8 +30,8 @@ from inventory.service import open_client
 from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from inventory.sync import Syncer
-from tests.conftest import settings_for
-from tests.faultkit import Clock
+from tests.support.faultkit import Clock
+from tests.support.settings import settings_for
 
 TOKEN = "cfut_LOGCANARY_token_4be1c07d"
 SHORT = "s3kr1t"  # too short to be redacted: it must not reach a log by any other way
