@@ -563,6 +563,7 @@ def _inventory(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Co
     )
 
 
+@pytest.mark.slow  # two processes: the daemon, then `inventory sync` beside it
 def test_inventory_sync_beside_the_daemon_skips_only_the_accounts_it_holds(
     engine: Engine, db_url: str, sim: SimulatedCloudflare, api_url: str, tmp_path: Path
 ) -> None:
