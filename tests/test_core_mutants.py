@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from inventory.diff import ChangeSet, KindChanges, diff_snapshot
+from inventory.diff import ChangeSet, KindChanges, diff_snapshot, portal_only_absences
 from inventory.transform import (
     KINDS,
     Coverage,
@@ -697,3 +697,53 @@ def test_a_rejected_portal_of_any_shape_adds_to_the_protection_and_the_rest_go_o
     assert result.coverage.protected_portals == {"p1", "p2"}
     assert set(result.snapshot["portal"]) == {("p3",)}
     assert set(result.snapshot["portal_server"]) == {("p3", "s1")}
+
+
+# --- deletion confirmation (Coverage.gone_*, listed_*) ----------------------------------------
+
+
+def test_with_confirmation_only_confirmed_portals_and_servers_go() -> None:
+    c = Coverage(gone_portals={"p1"}, gone_servers={"s1"})
+    assert c.may_delete("portal", ("p1",))
+    assert not c.may_delete("portal", ("p2",))
+    assert c.may_delete("server", ("s1",))
+    assert not c.may_delete("server", ("s2",))
+    assert not Coverage(portals_complete=False, gone_servers={"s1"}).may_delete("server", ("s1",))
+
+
+def test_children_go_with_a_listed_or_confirmed_parent_only() -> None:
+    c = Coverage(
+        gone_portals=set(), gone_servers=set(), listed_portals={"p1"}, listed_servers={"s1"}
+    )
+    assert c.may_delete("portal_server", ("p1", "s9"))
+    assert c.may_delete("override", ("p1", "s9", "tool", "a"))
+    assert not c.may_delete("portal_server", ("p2", "s9"))
+    assert not c.may_delete("portal", ("p1",))  # listed, not confirmed gone: the row is not
+    assert c.may_delete("tool", ("s1", "a"))
+    assert c.may_delete("override", ("", "s1", "prompt", "p"))
+    assert not c.may_delete("tool", ("s2", "a"))
+    assert not c.may_delete("server", ("s1",))
+
+
+def test_transform_passes_confirmation_and_what_it_listed_to_coverage() -> None:
+    result = transform_account(
+        [portal("p1", [embedded(server("s9"))])],
+        [server("s1")],
+        gone_portals=["p2"],
+        gone_servers=("s2",),
+    )
+    assert (result.coverage.gone_portals, result.coverage.gone_servers) == ({"p2"}, {"s2"})
+    assert result.coverage.listed_portals == {"p1"}
+    assert result.coverage.listed_servers == {"s1", "s9"}
+    plain = transform_account([], []).coverage
+    assert (plain.gone_portals, plain.gone_servers) == (None, None)
+
+
+def test_portal_only_servers_go_after_two_absences_in_complete_listings() -> None:
+    c = Coverage(listed_servers={"s1"}, protected_servers={"s2"})
+    assert portal_only_absences({"s1", "s2", "s3", "s4"}, {"s3", "s1"}, c) == (
+        {"s3"},
+        {"s3", "s4"},
+    )
+    incomplete = Coverage(portals_complete=False)
+    assert portal_only_absences({"s3"}, {"s3"}, incomplete) == (set(), set())
