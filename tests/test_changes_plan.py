@@ -48,7 +48,7 @@ from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from inventory.sync import AccountResult, Syncer
-from tests.conftest import settings_for
+from tests.support.settings import settings_for
 
 SNAPSHOTS = Path(__file__).resolve().parent / "data" / "snapshots"
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS", "") not in ("", "0")
