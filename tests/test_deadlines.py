@@ -32,7 +32,7 @@ from inventory.ratelimit import RateLimiter
 from inventory.service import run_sync
 from inventory.settings import Settings, load_settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from tests.test_daemon_helpers import daemon_env, running, runs, wait_until
+from tests.support.daemon import daemon_env, running, runs, wait_until
 
 ACCOUNT = "a86a8f5c339544d7bdc89926de14fb8c"
 TOKEN = "cfut_TRICKLECANARY_5e6f7a8b9c0d"

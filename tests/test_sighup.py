@@ -24,8 +24,8 @@ from inventory.db.engine import make_engine
 from inventory.reload import RELOADABLE, ConfigChange, compare_settings
 from inventory.settings import load_settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from tests.test_daemon_helpers import Daemon, daemon_env, free_port, inventory_command, runs
-from tests.test_daemon_helpers import wait_until as _wait_until
+from tests.support.daemon import Daemon, daemon_env, free_port, inventory_command, runs
+from tests.support.daemon import wait_until as _wait_until
 
 pytestmark = pytest.mark.slow
 

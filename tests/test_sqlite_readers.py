@@ -28,8 +28,8 @@ from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.service import run_sync
 from inventory.simulator import SimulatedCloudflare
-from tests.conftest import settings_for
-from tests.test_daemon_helpers import daemon_env, running, runs, wait_until
+from tests.support.daemon import daemon_env, running, runs, wait_until
+from tests.support.settings import settings_for
 
 T = TypeVar("T")
 PROMPT = 5.0  # seconds: generous on a busy machine, far below the 30 s busy_timeout
