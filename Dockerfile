@@ -5,7 +5,9 @@
 
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
+COPY migrations ./migrations
+# inventory/_migrations links to ../migrations: the wheel carries the Alembic scripts.
 COPY inventory ./inventory
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && pip wheel --no-cache-dir --wheel-dir /wheels /wheels/inventory-*.whl
@@ -20,9 +22,7 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels inventory \
  && rm -rf /wheels
-# migrate.py finds the Alembic scripts in the working directory when installed as a package.
 WORKDIR /app
-COPY migrations ./migrations
 USER inventory
 EXPOSE 9108
 STOPSIGNAL SIGTERM

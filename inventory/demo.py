@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,14 +86,57 @@ def run_demo(console: Console, *, cycles: int = 3, database_url: str | None = No
             engine.dispose()
 
     console.rule("next")
-    where = f"sqlite3 {path}" if path is not None else "your database"
+    where = f"sqlite3 {shlex.quote(str(path))}" if path is not None else "your database"
+    command = invocation()
     console.print(
         f"Explore the data: {where}\n"
         "  SELECT id, name, status FROM servers;\n"
         "  SELECT id, status, valid_from, valid_to FROM servers_history ORDER BY id, valid_from;\n"
         "  SELECT account_id, status, added, changed, removed FROM sync_runs;\n"
-        f"Or ask inventory: inventory --database-url {url} changes --since 1h\n"
-        f"                  inventory --database-url {url} report in-error\n"
-        "Then point inventory at real accounts: see README.md, 'Configuring accounts'.",
+        f"Or ask inventory: {command} --database-url {shlex.quote(url)} changes --since 1h\n"
+        f"                  {command} --database-url {shlex.quote(url)} report in-error\n"
+        + activation_hint()
+        + "Then point inventory at real accounts: see README.md, 'Configuring real accounts', "
+        f"and check them with `{command} doctor`.",
         highlight=False,
+        soft_wrap=True,
     )
+
+
+def invocation(argv0: str | None = None, *, path: str | None = None) -> str:
+    """How to run this very ``inventory`` again from the current directory, as a shell word.
+
+    ``inventory`` when that name on ``PATH`` is this program; else its path (relative when
+    under the working directory, as ``.venv/bin/inventory`` after ``python3 dev.py demo``), or
+    ``python -m inventory`` with this interpreter when it was started that way.
+    """
+    program = Path(argv0 if argv0 is not None else sys.argv[0])
+    if program.stem != "inventory":  # python -m inventory
+        return f"{_shown(Path(sys.executable))} -m inventory"
+    found = shutil.which("inventory", path=path)
+    if found is not None and Path(found).resolve() == program.resolve():
+        return "inventory"
+    return _shown(program)
+
+
+def activation_hint(environ: dict[str, str] | None = None) -> str:
+    """A line on activating the virtualenv this runs from, when it is not the active one."""
+    env = os.environ if environ is None else environ
+    if sys.prefix == sys.base_prefix or env.get("VIRTUAL_ENV") == sys.prefix:
+        return ""
+    activate = Path(sys.prefix) / "bin" / "activate"
+    if not activate.is_file():
+        return ""
+    return (
+        f"                  (or activate its virtualenv first: source {_shown(activate)}; "
+        "then plain `inventory` works)\n"
+    )
+
+
+def _shown(path: Path) -> str:
+    absolute = path.absolute()
+    try:
+        relative = absolute.relative_to(Path.cwd())
+    except ValueError:
+        return shlex.quote(str(absolute))
+    return shlex.quote(str(relative))

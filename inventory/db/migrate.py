@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from alembic import command
@@ -16,14 +17,20 @@ __all__ = ["current_revision", "ensure_current", "head_revision", "migrations_di
 
 
 def migrations_dir() -> Path:
-    """The Alembic scripts: beside the package in a checkout, or in the working directory."""
-    for candidate in (
-        Path(__file__).resolve().parents[2] / "migrations",
-        Path.cwd() / "migrations",
-    ):
-        if (candidate / "env.py").is_file():
-            return candidate
-    msg = "cannot find the migrations/ directory (run from the project's checkout or image)"
+    """The Alembic scripts, shipped inside the package as ``inventory/_migrations``.
+
+    In a checkout (and an editable install) that is a link to the top-level ``migrations/``; a
+    wheel carries a copy, so any directory works. A checkout without symbolic links (``git
+    config core.symlinks false``) still has the top-level directory beside the package.
+    """
+    shipped = files("inventory").joinpath("_migrations")
+    for candidate in (shipped, Path(__file__).resolve().parents[2] / "migrations"):
+        if isinstance(candidate, Path) and (candidate / "env.py").is_file():
+            return candidate.resolve()
+    msg = (
+        f"this installation of inventory has no migrations ({shipped} is missing): "
+        "reinstall it from a wheel or the project's checkout"
+    )
     raise SchemaOutOfDateError(msg)
 
 
