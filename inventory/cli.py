@@ -223,6 +223,33 @@ def config_check(
     out.print(f"[green]ok[/]: {len(settings.accounts)} account(s) configured")
 
 
+@app.command("doctor")
+def doctor_command(
+    ctx: typer.Context,
+    account: Annotated[
+        list[str] | None,
+        typer.Option("--account", "-a", help="Only this account, by id or name (repeatable)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Check the database and every account's credential before the first sync (exit 1 if any
+    check fails)."""
+    from inventory.doctor import doctor_lines, run_doctor
+
+    with user_errors():
+        settings = ctx.obj.settings()
+        selected = _select_accounts(settings.accounts, account or [])
+        checks = run_doctor(settings, selected)
+    failed = any(c.status == "fail" for c in checks)
+    if as_json:
+        document = {"ok": not failed, "checks": [c.as_dict() for c in checks]}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        for line in doctor_lines(checks):
+            out.print(line, highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if failed else 0)
+
+
 @app.command("sync")
 def sync_command(
     ctx: typer.Context,

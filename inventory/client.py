@@ -23,7 +23,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -203,6 +203,7 @@ class Page:
     digest: str
     body: bytes
     envelope: dict[str, Any] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # the response's
 
     def decoded(self) -> dict[str, Any]:
         if self.envelope is None:
@@ -630,7 +631,7 @@ def _parse_envelope(call: _Call, response: httpx.Response, limit: int) -> Page:
             f"the response to {call.what} is larger than the {limit:,}-byte limit "
             "(max_response_bytes); stopped reading",
         )
-    page = Page(digest=digest(body), body=body)
+    page = Page(digest=digest(body), body=body, headers=response.headers)
     if page.digest in call.known:
         return page  # the caller holds what these very bytes meant last time: not decoded
     page.envelope = decode_envelope(

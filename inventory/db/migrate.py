@@ -13,7 +13,14 @@ from sqlalchemy import Engine
 
 from inventory.errors import SchemaOutOfDateError
 
-__all__ = ["current_revision", "ensure_current", "head_revision", "migrations_dir", "upgrade"]
+__all__ = [
+    "current_revision",
+    "ensure_current",
+    "head_revision",
+    "known_revision",
+    "migrations_dir",
+    "upgrade",
+]
 
 
 def migrations_dir() -> Path:
@@ -44,6 +51,16 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
+
+
+def known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this code's migrations (else a newer version wrote it)."""
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -25,7 +25,16 @@ class Quota:
     remaining: int
     reset: int  # seconds until the window frees up (or the block ends)
 
-    def headers(self) -> list[tuple[str, str]]:
+    def headers(self, style: str = "ietf") -> list[tuple[str, str]]:
+        """``ietf``: Cloudflare's ``Ratelimit``/``-Policy``; ``x``: ``x-ratelimit-*``; else none."""
+        if style == "x":
+            return [
+                ("X-RateLimit-Limit", str(self.limit)),
+                ("X-RateLimit-Remaining", str(self.remaining)),
+                ("X-RateLimit-Reset", str(self.reset)),
+            ]
+        if style != "ietf":
+            return []
         return [
             ("Ratelimit", f'"default";r={self.remaining};t={self.reset}'),
             ("Ratelimit-Policy", f'"default";q={self.limit};w={self.window}'),

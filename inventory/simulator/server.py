@@ -83,6 +83,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # the base class names it so
         """Silent: one stderr line per request drowns test output."""
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header, by the simulated server's clock (``sim.clock_skew``)."""
+        now = time.time() if timestamp is None else timestamp
+        return super().date_time_string(now + self.server.sim.clock_skew)
+
     def do_GET(self) -> None:  # the name the base class dispatches to
         self._dispatch()
 

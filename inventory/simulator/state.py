@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from inventory.simulator import activity
 from inventory.simulator.entities import AccountState
@@ -84,6 +84,13 @@ class SimulatedCloudflare(Mutations):
         # (requests, window seconds) per credential; None: tracked for headers, never enforced
         self.rate_limit = rate_limit
         self.limiter = RateLimiter()  # every credential's window, shared by all the servers
+        # Which rate-limit headers answers carry: the IETF draft's ``Ratelimit`` and
+        # ``Ratelimit-Policy`` (Cloudflare's), the older ``x-ratelimit-*``, or none at all.
+        self.ratelimit_headers: Literal["ietf", "x", "none"] = "ietf"
+        # Seconds the server's clock is ahead of this machine's (the ``Date`` of every answer).
+        self.clock_skew = 0.0
+        # Tokens besides ``api_token``: valid, but with or without MCP Portals Read.
+        self._tokens: dict[str, bool] = {}
         self.faults = FaultSet()
         self.requests: list[RequestRecord] = []
         self.pages = PageCache()
@@ -136,6 +143,17 @@ class SimulatedCloudflare(Mutations):
                     for item in items
                 ]
             self.pages.drop_account(account_id)
+
+    def add_token(self, token: str, *, portals_read: bool = True) -> None:
+        """Another valid API token; one without MCP Portals Read gets Cloudflare's 403 for any
+        listing, the very answer a revoked or unknown token gets."""
+        self._tokens[token] = portals_read
+
+    def token_permitted(self, token: str) -> bool | None:
+        """None: not a token this server knows; else whether it may list MCP resources."""
+        if token == self.api_token:
+            return True
+        return self._tokens.get(token)
 
     def count(self, account_id: str, endpoint: str) -> int:
         with self._lock:
