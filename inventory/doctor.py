@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from inventory.client import CloudflareClient, Page
@@ -127,6 +128,12 @@ def check_database(url: str, *, shown: str | None = None) -> list[Check]:
             _skipped("schema", "no database"),
             _skipped("writable", "no database"),
         ]
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        # A black-holed server fails the check in seconds, not after the OS's TCP timeout.
+        url = parsed.update_query_dict({"connect_timeout": "10"}).render_as_string(
+            hide_password=False
+        )
     engine = make_engine(url, pool_size=1)
     try:
         return _check_engine(engine, shown)
