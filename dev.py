@@ -6,6 +6,7 @@ python3 dev.py test      # virtualenv + install + every check CI runs (pytest ar
 python3 dev.py test --fast  # the same checks, then the tests not marked slow (both databases)
 python3 dev.py mutate    # mutation testing of the pure core against its fast tests
 python3 dev.py bench     # virtualenv + install + the benchmarks (see benchmarks/README.md)
+python3 dev.py lock      # re-resolve requirements/*.lock (pip-compile, hashes); `lock --upgrade`
 """
 
 from __future__ import annotations
@@ -37,16 +38,41 @@ def setup() -> None:
     if not (BIN / "python").exists():
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    # constraints.txt pins every package to the versions CI last passed with.
-    inputs = (ROOT / "pyproject.toml").read_bytes() + (ROOT / "constraints.txt").read_bytes()
+    # requirements/dev.lock pins every package, with its hashes, to the versions CI passes with;
+    # the project itself is then installed over them, editable, without its dependencies.
+    inputs = (ROOT / "pyproject.toml").read_bytes() + (ROOT / DEV_LOCK).read_bytes()
     wanted = hashlib.sha256(inputs).hexdigest()
     if not STAMP.exists() or STAMP.read_text() != wanted:
-        run(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        run(
+            BIN / "python", "-m", "pip", "install", "--quiet", "--require-hashes",
+            "-r", DEV_LOCK,
+        )  # fmt: skip
         run(
             BIN / "python", "-m", "pip", "install", "--quiet",
-            "-c", "constraints.txt", "-e", ".[dev]",
+            "--no-deps", "--no-build-isolation", "-e", ".",
         )  # fmt: skip
         STAMP.write_text(wanted)
+
+
+# One source of pins: pip-compile resolves pyproject.toml into these, with every file's hash.
+# dev.py and CI install dev.lock; the image installs runtime.lock (and build.lock to build).
+DEV_LOCK = "requirements/dev.lock"
+LOCKS = (
+    ("requirements/runtime.lock", ["pyproject.toml"]),
+    (DEV_LOCK, ["--extra", "dev", "pyproject.toml"]),
+    ("requirements/build.lock", ["requirements/build.in"]),
+)
+
+
+def lock(args: list[str]) -> None:
+    env = dict(os.environ, CUSTOM_COMPILE_COMMAND="python3 dev.py lock")
+    env.pop("PIP_CONSTRAINT", None)
+    for output, sources in LOCKS:
+        run(
+            BIN / "pip-compile", "--quiet", "--generate-hashes", "--allow-unsafe",
+            "--strip-extras", "--no-emit-index-url", "--no-emit-find-links",
+            *args, "-o", output, *sources, env=env,
+        )  # fmt: skip
 
 
 def test(pytest_args: list[str]) -> None:
@@ -89,7 +115,7 @@ def mutate(args: list[str]) -> None:
 
 def main() -> None:
     command, *rest = sys.argv[1:] or ["help"]
-    if command not in ("demo", "test", "bench", "mutate"):
+    if command not in ("demo", "test", "bench", "mutate", "lock"):
         sys.exit(__doc__)
     setup()
     if command == "demo":
@@ -98,6 +124,8 @@ def main() -> None:
         test(rest)
     elif command == "mutate":
         mutate(rest)
+    elif command == "lock":
+        lock(rest)
     else:
         run(BIN / "python", "-m", "benchmarks", *rest)
 

@@ -262,7 +262,7 @@ class Daemon:
             readiness()  # refreshes the gauges the database knows best
             return self.metrics.render(), CONTENT_TYPE_LATEST
 
-        self.metrics.prepare([a.id for a in self.accounts])
+        self.metrics.prepare([a.id for a in self.accounts], {a.id: a.label for a in self.accounts})
         address = self.settings.metrics_address
         try:
             server = HealthServer(address, Probes(self._healthy, readiness, metrics))
@@ -484,6 +484,7 @@ class Daemon:
             return
         log.warning("previous sync still running; this cycle skipped", account_id=event.job_id)
         self.metrics.runs.labels(event.job_id, "skipped").inc()
+        self.metrics.overlaps.labels(event.job_id).inc()
 
     def _shutdown(self) -> int:
         log.info("stopping: no new syncs", running=len(self._running), grace_s=self.options.grace)

@@ -1,13 +1,17 @@
 """The daemon's Prometheus metrics, in a registry of its own (no global state, one per daemon).
 
-Every series is labelled by account id. Counters count what this process did; the last-success
+Every series is labelled by account id; ``inventory_account_info`` gives each id its configured
+name (join with ``* on(account) group_left(name) inventory_account_info``), and
+``inventory_build_info`` the version. Counters count what this process did; the last-success
 gauge is refreshed from the database, so every replica reports it whichever replica synced.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Mapping
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -95,14 +99,36 @@ class Metrics:
         self.scheduler_running = Gauge(
             "inventory_scheduler_running", "1 while the daemon schedules syncs", registry=r
         )
+        self.overlaps = Counter(
+            "inventory_sync_overlaps",
+            "Scheduled syncs not started because the account's previous sync was still running",
+            ["account"],
+            registry=r,
+        )
+        self.account_info = Gauge(
+            "inventory_account_info",
+            "1 for each configured account: its id (account) and configured name",
+            ["account", "name"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "inventory_build_info",
+            "1, labelled with the version of inventory and of Python",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(_version(), platform.python_version()).set(1)
 
-    def prepare(self, account_ids: list[str]) -> None:
-        """Create the zero series up front, so rate() and absent() work from the first scrape."""
+    def prepare(self, account_ids: list[str], names: Mapping[str, str] | None = None) -> None:
+        """Create the zero series up front, so rate() and absent() work from the first scrape;
+        ``names``: account id -> configured name (else the id)."""
         for account in account_ids:
             for status in ("succeeded", "partial", "failed", "superseded", "skipped"):
                 self.runs.labels(account, status)
             self.retries.labels(account)
             self.confirmations.labels(account)
+            self.overlaps.labels(account)
+            self.account_info.labels(account, (names or {}).get(account) or account).set(1)
 
     def observe(
         self, result: AccountResult, stats: RequestStats, entities: Mapping[str, int]
@@ -136,3 +162,10 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _version() -> str:
+    try:
+        return version("inventory")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
