@@ -309,7 +309,7 @@ def _balanced(expr: str) -> bool:
     return not stack and not quoted
 
 
-def test_the_dashboard_is_importable() -> None:
+def test_the_dashboard_is_importable(tmp_path: Path) -> None:
     dashboard = json.loads((DEPLOY / "grafana" / "inventory-dashboard.json").read_text())
     assert dashboard["uid"]
     assert dashboard["title"]
@@ -322,6 +322,22 @@ def test_the_dashboard_is_importable() -> None:
             assert _balanced(target["expr"]), target["expr"]
     (variable,) = dashboard["templating"]["list"]
     assert (variable["name"], variable["type"]) == ("datasource", "datasource")
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return  # the structure above; promtool, where installed, parses every query
+    # Each query as a recording rule: `promtool check rules` parses its PromQL.
+    queries = [e.replace("$__rate_interval", "5m") for e in dashboard_exprs()]
+    recorded = [{"record": f"dashboard:query_{i}", "expr": q} for i, q in enumerate(queries)]
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": recorded}]}))
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 @pytest.mark.slow
