@@ -213,6 +213,8 @@ COMMANDS = [
     ("--log-level", "debug", "--log-format", "json", "sync"),
     ("--log-level", "debug", "--log-format", "console", "sync"),
     ("status",),
+    ("--log-level", "debug", "--log-format", "json", "doctor"),
+    ("doctor", "--json"),
 ]
 
 
