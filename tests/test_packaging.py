@@ -2,7 +2,8 @@
 
 The slow test builds the wheel from a copy of the files the image and an sdist use, installs it
 into a fresh virtualenv (no package index: its dependencies are this environment's, pinned by
-constraints.txt, made visible through a ``.pth`` file), and runs it where no checkout is near.
+requirements/dev.lock, made visible through a ``.pth`` file), and runs it where no checkout is
+near.
 """
 
 from __future__ import annotations
