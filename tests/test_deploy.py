@@ -291,6 +291,7 @@ def test_the_alert_rules_are_valid_and_cover_the_failure_modes() -> None:
         "InventoryNoRecentSuccess",
         "InventorySyncStuck",
         "InventoryRateLimitExhausted",
+        "InventoryConfirmationRequestsSpiking",
         "InventoryRequestsSpiking",
     } <= set(names)
 
