@@ -39,8 +39,8 @@ Status = Literal["ok", "warn", "fail", "skip"]
 CLOCK_WARN, CLOCK_FAIL = 5.0, 60.0
 # Below this share of the budget left, a sync will likely wait for it.
 BUDGET_WARN = 0.1
-# A doctor answers in seconds: at most one retry, and a short retry budget.
-DOCTOR_MAX_RETRIES, DOCTOR_RETRY_MAX_TIME = 1, 10.0
+# A doctor answers in seconds: at most one retry, and a short deadline per request.
+DOCTOR_MAX_RETRIES, DOCTOR_REQUEST_DEADLINE = 1, 10.0
 
 _AUTH_HINTS = {
     401: (
@@ -95,7 +95,7 @@ def run_doctor(
     quick = settings.model_copy(
         update={
             "max_retries": min(settings.max_retries, DOCTOR_MAX_RETRIES),
-            "retry_max_time": min(settings.retry_max_time, DOCTOR_RETRY_MAX_TIME),
+            "request_deadline": min(settings.request_deadline, DOCTOR_REQUEST_DEADLINE),
         }
     )
     with (

@@ -24,8 +24,8 @@ from inventory.db.migrate import head_revision, upgrade
 from inventory.doctor import Check, check_database, run_doctor
 from inventory.settings import Settings, load_settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from tests.conftest import IN_CI, PG_ADMIN_URL
-from tests.test_daemon_helpers import free_port
+from tests.support.daemon import free_port
+from tests.support.db import IN_CI, PG_ADMIN_URL
 
 
 def doctor_settings(
@@ -401,7 +401,7 @@ def test_the_command_exits_2_on_configuration_errors(
     env["INVENTORY_ACCOUNTS"] = json.dumps([{"id": sim.account_ids[0], "api_token": "x" * 8}])
     unknown = doctor(tmp_path, env, "--account", "staging")
     assert unknown.returncode == 2
-    assert "--account staging is not a configured account" in unknown.stderr
+    assert "--account 'staging' is not a configured account" in unknown.stderr
     env["INVENTORY_MAX_RETRIES"] = "many"
     bad = doctor(tmp_path, env)
     assert bad.returncode == 2
