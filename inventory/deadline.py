@@ -169,7 +169,7 @@ def bounded_io(client: httpx.Client) -> bool:
     MockTransport), when only the checks between chunks bound a request.
 
     httpx has no public hook for the backend: its transports keep an httpcore pool, whose
-    backend is replaced here (httpx and httpcore are pinned in constraints.txt, and the
+    backend is replaced here (httpx and httpcore are pinned in requirements/*.lock, and the
     trickling-server tests fail if this stops taking effect).
     """
     transports = [client._transport, *client._mounts.values()]  # private: see above
