@@ -1,13 +1,16 @@
 """The pure middle: what is stored, what was seen → the changes to apply. No I/O.
 
 Rows are compared by content hash only, so an unchanged entity costs nothing to write, and
-the order in which the API lists things never shows up as a change.
+the order in which the API lists things never shows up as a change. A row whose hash is as
+stored but whose observations (``transform.OBSERVED``: Cloudflare's sync times) moved is an
+*observation*: updated in place, never a new version.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from inventory.transform import KINDS, Coverage, Key, Kind, Row, Snapshot
 
@@ -19,11 +22,18 @@ class KindChanges:
     inserts: dict[Key, Row] = field(default_factory=dict)
     updates: dict[Key, Row] = field(default_factory=dict)
     deletes: list[Key] = field(default_factory=list)
+    # Same content, moved observations: updated in place on the row and its open version.
+    observations: dict[Key, Row] = field(default_factory=dict)
     # Stored rows the listing could not vouch for (fetch incomplete or record rejected).
     kept: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.inserts or self.updates or self.deletes)
+
+    @property
+    def writes(self) -> bool:
+        """Whether applying these changes writes anything, observations included."""
+        return bool(self) or bool(self.observations)
 
 
 @dataclass(slots=True)
@@ -57,17 +67,23 @@ class ChangeSet:
 
 
 def diff_snapshot(
-    stored: Mapping[Kind, Mapping[Key, str]], seen: Snapshot, coverage: Coverage
+    stored: Mapping[Kind, Mapping[Key, str]],
+    seen: Snapshot,
+    coverage: Coverage,
+    observed: Mapping[Kind, Mapping[Key, tuple[Any, ...]]] | None = None,
 ) -> ChangeSet:
     """Compare stored content hashes with the rows just seen.
 
     A stored row missing from ``seen`` is deleted only where ``coverage`` says the listing
-    was complete and nothing that would have contained it was rejected.
+    was complete and nothing that would have contained it was rejected. ``observed`` holds
+    the stored observations of the kinds that have them; a row of the same hash whose
+    observations differ is an observation, not an update.
     """
     kinds: dict[Kind, KindChanges] = {}
     for kind in KINDS:
         before = stored.get(kind, {})
         now = seen.get(kind, {})
+        seen_before = (observed or {}).get(kind, {})
         changes = KindChanges()
         for key, row in now.items():
             digest = before.get(key)
@@ -75,6 +91,8 @@ def diff_snapshot(
                 changes.inserts[key] = row
             elif digest != row.digest:
                 changes.updates[key] = row
+            elif row.observed and seen_before.get(key, row.observed) != row.observed:
+                changes.observations[key] = row
         for key in before.keys() - now.keys():
             if coverage.may_delete(kind, key):
                 changes.deletes.append(key)

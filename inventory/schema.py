@@ -7,11 +7,20 @@ Constraints are those the schema states; a record that breaks one is quarantined
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
 
 __all__ = [
+    "AUTH_TYPES",
+    "STATUSES",
     "ErrorDetails",
     "OverrideItem",
     "Portal",
@@ -28,10 +37,17 @@ Identifier = Annotated[
 # The spec caps names at 350 and descriptions at 512; a longer value is a broken record.
 Name = Annotated[str, StringConstraints(max_length=350)]
 Description = Annotated[str, StringConstraints(max_length=512)]
-Status = Literal["waiting", "ready", "stale", "error"]
-AuthType = Literal["oauth", "bearer", "unauthenticated"]
+# The values the spec lists. A value Cloudflare adds later is stored as text, not rejected
+# (inventory.transform reports it as a warning of the run); the bounds are the columns' widths
+# (a longer value still rejects the record: the report views depend on those columns).
+STATUSES = frozenset(("waiting", "ready", "stale", "error"))
+AUTH_TYPES = frozenset(("oauth", "bearer", "unauthenticated"))
+Status = Annotated[str, StringConstraints(min_length=1, max_length=16)]
+AuthType = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 # Unknown enum values of informational fields are kept as text rather than rejected.
 LooseText = Annotated[str, StringConstraints(max_length=4096)]
+# A JSON number: an integer stays an integer (exactly, however large), anything else a float.
+Number = Annotated[StrictInt | float, Field(union_mode="left_to_right")]
 
 
 class _ApiModel(BaseModel):
@@ -68,9 +84,9 @@ class _Timestamps(_ApiModel):
 class ErrorDetails(_ApiModel):
     cause: str | None = None
     is_upstream: bool | None = None
-    mcp_code: float | None = None
+    mcp_code: Number | None = None
     retryable: bool | None = None
-    status_code: float | None = None
+    status_code: Number | None = None
 
 
 class OverrideItem(_ApiModel):

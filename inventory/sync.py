@@ -43,7 +43,7 @@ from inventory.client import CloudflareClient, RequestStats
 from inventory.confirm import Confirmation, confirm_deletions, listed_ids
 from inventory.db import models
 from inventory.db.absences import read_absences, read_stored_ids, write_absences
-from inventory.db.load import TABLES, apply_changes, read_stored, record_rejections
+from inventory.db.load import TABLES, apply_changes, read_observed, read_stored, record_rejections
 from inventory.db.memo import memo_value, read_memo
 from inventory.db.runs import abandon_runs, check_fence, finish_run, open_run
 from inventory.deadline import Deadline
@@ -126,6 +126,9 @@ class AccountResult:
     error_class: str | None = None
     error: str | None = None
     unchanged: bool = False  # every page as the last clean run read it: nothing decoded
+    # What an operator should know that does not make the run partial (transform warnings).
+    warnings: list[str] = field(default_factory=list)
+    observed: int = 0  # rows whose observations (sync times) alone moved, updated in place
 
     @property
     def ok(self) -> bool:
@@ -424,10 +427,13 @@ class Syncer:
                 # transaction) no other run has written since: the stored rows say it all.
                 if read_memo(conn, account.id) == memo:
                     result.status, result.consistent, result.unchanged = "succeeded", True, True
+                    result.warnings = list(memo.warnings)  # the same bytes say the same
                     result.counts = ChangeSet.empty().counts()
                     self._finish_run(
                         conn, result, applied=True, observed_at=observed_at,
-                        memo=memo_value(result.run_id, portals.digests, servers.digests),
+                        memo=memo_value(
+                            result.run_id, portals.digests, servers.digests, memo.warnings
+                        ),
                     )  # fmt: skip
                     if self.on_result is not None:
                         entities.update(_count_entities(conn, account.id))
@@ -449,7 +455,7 @@ class Syncer:
         )
         transformed.coverage.protected_portals |= confirmation.kept["portals"]
         transformed.coverage.protected_servers |= confirmation.kept["servers"]
-        result.rejected = len(transformed.rejections)
+        result.rejected, result.warnings = len(transformed.rejections), transformed.warnings
         if transformed.rejections:
             problems.append(f"{result.rejected} record(s) rejected, see rejected_records")
         result.status = "partial" if problems else "succeeded"
@@ -466,12 +472,13 @@ class Syncer:
             if self._superseded(conn, result, observed_at):
                 return
             changes, pending = self._diff(conn, account.id, transformed, result.run_id)
+            result.observed = sum(len(c.observations) for c in changes.kinds.values())
             apply_changes(conn, account.id, changes, run_id=result.run_id, observed_at=observed_at)
             record_rejections(conn, account.id, result.run_id, transformed.rejections)
             result.counts = changes.counts()
             # Portal-only servers awaiting their second absence: the next run must look again.
             new_memo = (
-                memo_value(result.run_id, portals.digests, servers.digests)
+                memo_value(result.run_id, portals.digests, servers.digests, result.warnings)
                 if clean and not pending
                 else None
             )
@@ -532,7 +539,12 @@ class Syncer:
         gone, absent = portal_only_absences(stored.portal_only_servers, before, coverage)
         assert coverage.gone_servers is not None
         coverage.gone_servers |= gone
-        changes = diff_snapshot(read_stored(conn, account_id), transformed.snapshot, coverage)
+        changes = diff_snapshot(
+            read_stored(conn, account_id),
+            transformed.snapshot,
+            coverage,
+            read_observed(conn, account_id),
+        )
         pending = absent - {key[0] for key in changes.kinds["server"].deletes}
         write_absences(conn, account_id, pending, before=before, run_id=run_id)
         return changes, pending
@@ -594,6 +606,7 @@ class Syncer:
             "consistent": result.consistent,
             "error_class": result.error_class,
             "error_message": result.error,
+            "warnings": result.warnings or None,
         }
         finished = finish_run(
             conn,
@@ -665,9 +678,12 @@ class Syncer:
             retries=result.retries,
             confirmations=result.confirmations,
             unchanged=result.unchanged,
+            observed=result.observed,
             duration_s=round(result.duration, 3),
             error=result.error,
         )
+        for warning in result.warnings:
+            log.warning("sync warning", account_id=result.account_id, warning=warning)
 
 
 def _describe_error(exc: BaseException) -> str:

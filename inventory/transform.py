@@ -18,10 +18,11 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from inventory.schema import Portal, PortalServer, Server
+from inventory.schema import AUTH_TYPES, STATUSES, Portal, PortalServer, Server
 
 __all__ = [
     "KINDS",
+    "OBSERVED",
     "TRANSFORM_REVISION",
     "Coverage",
     "Key",
@@ -41,7 +42,7 @@ M = TypeVar("M", bound=BaseModel)
 
 # Bump whenever the same API record would now give different rows: stored listing memos (page
 # digests of the last clean run, see inventory.db.memo) of another revision are then ignored.
-TRANSFORM_REVISION = 1
+TRANSFORM_REVISION = 2
 MAX_RECORD_BYTES = 2_000_000
 MAX_NAME_KEY = 200
 # Top-level children stored in tables of their own, so not repeated in their parent's raw JSON.
@@ -56,12 +57,30 @@ _OVERRIDE_TEXT = (
     "server_description",
 )
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# Observations, not content: Cloudflare moves these every time it re-syncs a server (each
+# attempt, each success) while nothing about the server changes. They are left out of a
+# server's content hash (the column and the key in ``raw`` alike) and are updated in place.
+# ``modified_at``/``modified_by`` are not among them: they move when someone edits the record.
+OBSERVED = ("last_synced", "last_successful_sync")
+# Keys of an embedded server that belong to its portal, not to the server.
+_PORTAL_ONLY_KEYS = (
+    "server_id",
+    "default_disabled",
+    "on_behalf",
+    "updated_tools",
+    "updated_prompts",
+)
+# Keys left out when an embedded copy is compared with the /servers copy of the same server.
+_NOT_COMPARED = frozenset(("id", *_PORTAL_ONLY_KEYS, *OBSERVED))
+_MAX_LISTED = 5
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
     values: dict[str, Any]
     digest: str
+    # The row's ``OBSERVED`` values, in that order (servers only): not part of ``digest``.
+    observed: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +140,9 @@ class TransformResult:
     snapshot: Snapshot
     coverage: Coverage
     rejections: list[Rejection]
+    # What an operator should know that rejected nothing (unknown enum values stored as text,
+    # embedded copies disagreeing with /servers): the run's ``warnings``, never a failure.
+    warnings: list[str] = field(default_factory=list)
 
 
 def _default(value: object) -> object:
@@ -138,6 +160,20 @@ def content_hash(values: Mapping[str, Any]) -> str:
 
 def _row(values: dict[str, Any]) -> Row:
     return Row(values=values, digest=content_hash(values))
+
+
+def server_digest(values: Mapping[str, Any]) -> str:
+    """A server row's content hash: its values less the ``OBSERVED`` ones, in columns and raw."""
+    content = {k: v for k, v in values.items() if k not in OBSERVED}
+    raw = content.get("raw")
+    if isinstance(raw, Mapping):
+        content["raw"] = {k: v for k, v in raw.items() if k not in OBSERVED}
+    return content_hash(content)
+
+
+def _server_row(values: dict[str, Any]) -> Row:
+    observed = tuple(values[name] for name in OBSERVED)
+    return Row(values=values, digest=server_digest(values), observed=observed)
 
 
 def _plainly_storable(raw: object) -> bool:
@@ -231,7 +267,8 @@ def _portal_values(portal: Portal, raw: Mapping[str, Any]) -> dict[str, Any]:
 def _server_values(
     server: Server | PortalServer, raw: Mapping[str, Any], source: str
 ) -> dict[str, Any]:
-    details = server.error_details.model_dump(exclude_unset=True) if server.error_details else None
+    # As sent (validated, not re-encoded by the model): 502 stays 502, big integers exact.
+    details = raw.get("error_details") if server.error_details is not None else None
     return {
         "name": server.name,
         "hostname": server.hostname,
@@ -251,7 +288,7 @@ def _server_values(
         "modified_at": server.modified_at,
         "modified_by": server.modified_by,
         "source": source,
-        "raw": _without(raw, (*_SERVER_CHILDREN, "server_id", "default_disabled", "on_behalf")),
+        "raw": _without(raw, (*_SERVER_CHILDREN, *_PORTAL_ONLY_KEYS)),
     }
 
 
@@ -335,23 +372,107 @@ def _empty_snapshot() -> Snapshot:
     return {kind: {} for kind in KINDS}
 
 
-def _add_server(snapshot: Snapshot, server: Server | PortalServer, raw: Mapping[str, Any]) -> None:
+class _Notes:
+    """Warnings gathered while transforming, reported once per kind with a few examples."""
+
+    def __init__(self) -> None:
+        self.unknown: dict[tuple[str, str], list[str]] = {}
+        self.disagreeing: list[tuple[str, str, list[str]]] = []
+
+    def check_enums(self, server_id: str, server: Server | PortalServer) -> None:
+        for name, value, known in (
+            ("status", server.status, STATUSES),
+            ("auth_type", server.auth_type, AUTH_TYPES),
+        ):
+            if value not in known:
+                self.unknown.setdefault((name, value), []).append(server_id)
+
+    def warnings(self) -> list[str]:
+        found = [
+            f"{name} {value!r} is not in the published schema; stored as text for "
+            f"{_listed(sorted(ids), 'server')}"
+            for (name, value), ids in sorted(self.unknown.items())
+        ]
+        if self.disagreeing:
+            examples = [
+                f"{server_id} in portal {portal_id} ({', '.join(fields)})"
+                for server_id, portal_id, fields in sorted(self.disagreeing)
+            ]
+            found.append(
+                f"{_listed(examples, 'embedded server copy')} disagree with "
+                "/servers; the /servers copy is stored"
+            )
+        return found
+
+
+def _listed(items: list[str], noun: str) -> str:
+    shown = ", ".join(items[:_MAX_LISTED])
+    more = f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+    return f"{len(items)} {noun}{'s' if len(items) != 1 else ''} ({shown}{more})"
+
+
+def _add_server(
+    snapshot: Snapshot,
+    server: Server | PortalServer,
+    raw: Mapping[str, Any],
+    notes: _Notes,
+) -> None:
     server_id = server.key if isinstance(server, PortalServer) else server.id
     source = "portal" if isinstance(server, PortalServer) else "servers"
-    snapshot["server"][(server_id,)] = _row(_server_values(server, raw, source))
+    notes.check_enums(server_id, server)
+    snapshot["server"][(server_id,)] = _server_row(_server_values(server, raw, source))
     snapshot["tool"].update(_item_rows(server_id, server.tools))
     snapshot["prompt"].update(_item_rows(server_id, server.prompts))
 
 
+def _differing(embedded: Mapping[str, Any], listed: Mapping[str, Any]) -> list[str]:
+    """Fields both copies of a server carry with different values (observations aside)."""
+    return sorted(
+        k for k, v in embedded.items() if k not in _NOT_COMPARED and k in listed and listed[k] != v
+    )
+
+
+def _canonical(raw: Mapping[str, Any]) -> str:
+    return json.dumps(raw, sort_keys=True, default=str)
+
+
+def _embedded_entries(
+    portal: Portal, raw: Mapping[str, Any]
+) -> list[tuple[PortalServer, Mapping[str, Any]]]:
+    """The portal's embedded servers, one per server: of repeated ones, the same one whatever
+    the order they come in (the least by canonical JSON)."""
+    entries = list(zip(portal.servers, raw.get("servers") or [], strict=True))
+    by_key: dict[str, tuple[PortalServer, Mapping[str, Any]]] = {}
+    repeated = False
+    for embedded, embedded_raw in entries:
+        chosen = by_key.get(embedded.key)
+        if chosen is None:
+            by_key[embedded.key] = (embedded, embedded_raw)
+            continue
+        repeated = True
+        if _canonical(embedded_raw) < _canonical(chosen[1]):
+            by_key[embedded.key] = (embedded, embedded_raw)
+    return list(by_key.values()) if repeated else entries
+
+
 def _add_embedded(
-    snapshot: Snapshot, coverage: Coverage, portal: Portal, raw: Mapping[str, Any]
+    snapshot: Snapshot,
+    coverage: Coverage,
+    portal: Portal,
+    raw: Mapping[str, Any],
+    *,
+    listed: Mapping[str, Mapping[str, Any]],
+    notes: _Notes,
 ) -> None:
-    """A portal's attachments and their overrides; a server only a portal shows, as a server."""
-    for embedded, embedded_raw in zip(portal.servers, raw.get("servers") or [], strict=True):
+    """A portal's attachments and their overrides; a server only portals show, as a server.
+
+    Portals come here in id order, so a server only portals show is stored from the portal with
+    the smallest id, whatever order they were listed in. A server /servers lists is stored from
+    that listing; an embedded copy that disagrees with it is a warning, not a change.
+    """
+    for embedded, embedded_raw in _embedded_entries(portal, raw):
         server_id = embedded.key
         link_key = (portal.id, server_id)
-        if link_key in snapshot["portal_server"]:
-            continue
         extra = {k: v for k, v in embedded_raw.items() if k not in _PORTAL_SERVER_FIELDS}
         snapshot["portal_server"][link_key] = _row(
             {
@@ -361,10 +482,15 @@ def _add_embedded(
             }
         )
         snapshot["override"].update(_override_rows(portal.id, embedded, embedded_raw))
+        listed_raw = listed.get(server_id)
+        if listed_raw is not None:
+            if fields := _differing(embedded_raw, listed_raw):
+                notes.disagreeing.append((server_id, portal.id, fields))
+            continue
         if (server_id,) in snapshot["server"] or server_id in coverage.protected_servers:
             continue
         if coverage.servers_complete:
-            _add_server(snapshot, embedded, embedded_raw)
+            _add_server(snapshot, embedded, embedded_raw, notes)
         else:
             # /servers may have listed it in a record we could not read (rejected without an
             # id, or skipped by drift): keep what is stored rather than guess.
@@ -383,7 +509,8 @@ def transform_account(
     """Validate and flatten one account's two listings into rows keyed per kind.
 
     ``gone_portals``/``gone_servers``: the ids confirmed deleted; given, no other portal or
-    server the listings do not show may be deleted (see ``Coverage``)."""
+    server the listings do not show may be deleted (see ``Coverage``). The result does not
+    depend on the order of either listing or of any list inside a record."""
     snapshot = _empty_snapshot()
     coverage = Coverage(
         portals_complete=portals_consistent,
@@ -392,6 +519,8 @@ def transform_account(
         gone_servers=set(gone_servers) if gone_servers is not None else None,
     )
     rejections: list[Rejection] = []
+    notes = _Notes()
+    listed: dict[str, Mapping[str, Any]] = {}
 
     for raw in server_items:
         server = _validate(Server, raw, "server", rejections)
@@ -402,9 +531,12 @@ def transform_account(
             else:
                 coverage.protected_servers.add(server_id)
             continue
-        _add_server(snapshot, server, raw)
+        _add_server(snapshot, server, raw, notes)
+        listed[server.id] = raw
         snapshot["override"].update(_override_rows("", server, raw))
 
+    valid: list[tuple[Portal, dict[str, Any]]] = []
+    rejected: list[dict[str, Any]] = []
     for raw in portal_items:
         portal = _validate(Portal, raw, "portal", rejections)
         if portal is None:
@@ -413,13 +545,19 @@ def transform_account(
                 coverage.portals_complete = False
             else:
                 coverage.protected_portals.add(portal_id)
-            # Servers only this portal showed us must not vanish because it was rejected.
-            coverage.protected_servers |= _embedded_server_ids(raw) - {
-                key[0] for key in snapshot["server"]
-            }
+            rejected.append(raw)
             continue
+        valid.append((portal, raw))
+    for portal, raw in sorted(valid, key=lambda pair: pair[0].id):
         snapshot["portal"][(portal.id,)] = _row(_portal_values(portal, raw))
-        _add_embedded(snapshot, coverage, portal, raw)
+        _add_embedded(snapshot, coverage, portal, raw, listed=listed, notes=notes)
+    for raw in rejected:
+        # Servers only this portal showed us must not vanish because it was rejected.
+        coverage.protected_servers |= _embedded_server_ids(raw) - {
+            key[0] for key in snapshot["server"]
+        }
     coverage.listed_portals = {key[0] for key in snapshot["portal"]}
     coverage.listed_servers = {key[0] for key in snapshot["server"]}
-    return TransformResult(snapshot=snapshot, coverage=coverage, rejections=rejections)
+    return TransformResult(
+        snapshot=snapshot, coverage=coverage, rejections=rejections, warnings=notes.warnings()
+    )

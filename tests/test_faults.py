@@ -165,13 +165,16 @@ CASES = [
         )
         for endpoint in ("portals", "servers")
         for violation in ("missing_id", "wrong_type", "bad_enum", "long_string")
-        if (endpoint, violation) != ("portals", "bad_enum")
+        if violation != "bad_enum"
     ),
-    # code_mode is informational: an unknown value is stored as text, not rejected (schema.py)
-    Case(
-        "invalid-portals-bad_enum",
-        _on("invalid_record", endpoint="portals", page=1, violation="bad_enum"),
-        "succeeded",
+    # An unknown enum value (code_mode, a server's status) is stored as text, not rejected.
+    *(
+        Case(
+            f"invalid-{endpoint}-bad_enum",
+            _on("invalid_record", endpoint=endpoint, page=1, violation="bad_enum"),
+            "succeeded",
+        )
+        for endpoint in ("portals", "servers")
     ),
     Case(
         "drift-insert-portals",
@@ -318,6 +321,8 @@ def test_fault(
                 assert keys <= {r[:-1] for r in after[kind]}, kind
         elif case.id == "invalid-portals-bad_enum":
             assert result.counts["portal"] == {"added": 0, "changed": 1, "removed": 0}
+        elif case.id == "invalid-servers-bad_enum":
+            assert result.counts["server"] == {"added": 0, "changed": 1, "removed": 0}
         else:
             assert snapshot(engine, victim) == before_victim
 

@@ -118,7 +118,7 @@ def test_rejected_server_protects_it_and_its_children() -> None:
     portals, servers = listing()
     stored = stored_from(portals, servers)
     broken = copy.deepcopy(servers)
-    broken[0]["status"] = "exploded"
+    broken[0]["status"] = 42  # not text: an unknown word would be stored
     result = transform_account(portals, broken)
     assert [(r.kind, r.entity_id) for r in result.rejections] == [("server", "s1")]
     assert "status" in result.rejections[0].reason

@@ -109,7 +109,7 @@ def test_a_partial_run_leaves_no_memo_to_trust(
     account = sim.account_ids[2]
     assert memo_of(engine, account) is not None
     sim.faults.add(
-        Fault(kind="invalid_record", violation="bad_enum", account_id=account, endpoint="servers")
+        Fault(kind="invalid_record", violation="wrong_type", account_id=account, endpoint="servers")
     )
     assert sync(syncer, settings)[2].status == "partial"
     assert memo_of(engine, account) is None

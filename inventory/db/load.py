@@ -22,9 +22,16 @@ from sqlalchemy.exc import DBAPIError
 
 from inventory.db import models
 from inventory.diff import ChangeSet, KindChanges
-from inventory.transform import KINDS, Key, Kind, Rejection, Row
+from inventory.transform import KINDS, OBSERVED, Key, Kind, Rejection, Row
 
-__all__ = ["TABLES", "KindTables", "apply_changes", "read_stored", "record_rejections"]
+__all__ = [
+    "TABLES",
+    "KindTables",
+    "apply_changes",
+    "read_observed",
+    "read_stored",
+    "record_rejections",
+]
 
 log = structlog.get_logger("inventory.load")
 _TICK = timedelta(microseconds=1)
@@ -134,6 +141,22 @@ def read_stored(conn: Connection, account_id: str) -> dict[Kind, dict[Key, str]]
     return stored
 
 
+# Kinds whose rows carry observations (transform.OBSERVED), which are not content.
+OBSERVING_KINDS: tuple[Kind, ...] = ("server",)
+
+
+def read_observed(conn: Connection, account_id: str) -> dict[Kind, dict[Key, tuple[Any, ...]]]:
+    """Every stored row's observations (``transform.OBSERVED``) for one account, by kind."""
+    observed: dict[Kind, dict[Key, tuple[Any, ...]]] = {}
+    for kind in OBSERVING_KINDS:
+        spec = TABLES[kind]
+        cols = [spec.current.c[name] for name in (*spec.keys, *OBSERVED)]
+        query = select(*cols).where(spec.current.c.account_id == account_id)
+        width = len(spec.keys)
+        observed[kind] = {tuple(r[:width]): tuple(r[width:]) for r in conn.execute(query)}
+    return observed
+
+
 def _key_match(table: Table, keys: Iterable[str]) -> Any:
     return and_(
         table.c.account_id == bindparam("k_account_id"),
@@ -217,12 +240,19 @@ def apply_changes(
     run_id: int,
     observed_at: datetime,
 ) -> None:
-    """Write the changes and their history: at most three rows per changed entity."""
+    """Write the changes and their history: at most three rows per changed entity.
+
+    An observation (same content, moved sync times) rewrites the observed columns and ``raw``
+    of the current row and of its open version, in place: no version begins or ends, and the
+    current row still equals its open version.
+    """
     stamp = {"valid_from": observed_at, "run_id": run_id}
     for kind, change in changes.kinds.items():
+        spec = TABLES[kind]
+        if change.observations:
+            _observe(conn, spec, account_id, change.observations)
         if not change:
             continue
-        spec = TABLES[kind]
         later = _later_instants(conn, account_id, spec, change, observed_at)
         if later:
             log.warning(
@@ -278,6 +308,22 @@ def apply_changes(
             ]
             _insert_rows(conn, spec.current, rows)
             _insert_versions(conn, spec, account_id, change.inserts, stamp, stamps, "created")
+
+
+def _observe(conn: Connection, spec: KindTables, account_id: str, rows: Mapping[Key, Row]) -> None:
+    names = [*OBSERVED, "raw"]
+    params = [
+        {
+            **_key_params(account_id, spec.keys, key),
+            **{f"v_{name}": row.values[name] for name in names},
+        }
+        for key, row in rows.items()
+    ]
+    values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
+    current, history = spec.current, spec.history
+    conn.execute(update(current).where(_key_match(current, spec.keys)).values(values), params)
+    open_version = and_(_key_match(history, spec.keys), history.c.valid_to.is_(None))
+    conn.execute(update(history).where(open_version).values(values), params)
 
 
 def _insert_versions(

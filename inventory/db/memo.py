@@ -10,6 +10,7 @@ It is written only by clean runs: succeeded, consistent, nothing rejected.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -27,6 +28,8 @@ _WRITING_STATUSES = ("succeeded", "partial")
 class ListingMemo:
     portals: tuple[str, ...] = ()
     servers: tuple[str, ...] = ()
+    # The warnings of the run that read those pages: a run that reads them again repeats them.
+    warnings: tuple[str, ...] = ()
 
 
 def read_memo(conn: Connection, account_id: str) -> ListingMemo:
@@ -50,15 +53,24 @@ def read_memo(conn: Connection, account_id: str) -> ListingMemo:
     portals, servers = memo.get("portals"), memo.get("servers")
     if not (_digests(portals) and _digests(servers)):
         return ListingMemo()
-    return ListingMemo(portals=tuple(portals), servers=tuple(servers))
+    warnings = memo.get("warnings", [])
+    if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+        return ListingMemo()
+    return ListingMemo(portals=tuple(portals), servers=tuple(servers), warnings=tuple(warnings))
 
 
-def memo_value(run_id: int, portals: tuple[str, ...], servers: tuple[str, ...]) -> dict[str, Any]:
+def memo_value(
+    run_id: int,
+    portals: tuple[str, ...],
+    servers: tuple[str, ...],
+    warnings: Sequence[str] = (),
+) -> dict[str, Any]:
     return {
         "revision": TRANSFORM_REVISION,
         "run_id": run_id,
         "portals": list(portals),
         "servers": list(servers),
+        "warnings": list(warnings),
     }
 
 

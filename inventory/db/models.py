@@ -121,6 +121,8 @@ class SyncRun(Base):
     consistent: Mapped[bool | None]
     error_class: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    # What an operator should know that did not make the run partial: a JSON list of text.
+    warnings: Mapped[list[str] | None] = mapped_column(JSONValue)
 
 
 class ServerAbsence(Base):
@@ -217,6 +219,7 @@ class _PortalFields:
 class _ServerFields:
     name: Mapped[str] = mapped_column(Text)
     hostname: Mapped[str] = mapped_column(Text)
+    # A value the spec does not list is stored as it comes, up to these widths (schema.py).
     auth_type: Mapped[str] = mapped_column(String(32))
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))

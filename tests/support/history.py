@@ -99,7 +99,7 @@ def build_history(engine: Engine, settings: Settings, sim: SimulatedCloudflare) 
         )
         sim.delete_portal(b, GONE_PORTAL)
         sim.faults.add(
-            Fault(kind="invalid_record", violation="bad_enum", account_id=c, endpoint="servers")
+            Fault(kind="invalid_record", violation="wrong_type", account_id=c, endpoint="servers")
         )
         assert cycle(2) == ["succeeded", "succeeded", "partial"]
         sim.faults.clear()
