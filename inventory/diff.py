@@ -43,6 +43,11 @@ class ChangeSet:
     def __bool__(self) -> bool:
         return any(self.kinds.values())
 
+    @property
+    def writes(self) -> bool:
+        """Whether applying these changes writes anything, observations included."""
+        return any(c.writes for c in self.kinds.values())
+
     @classmethod
     def empty(cls) -> ChangeSet:
         return cls(kinds={kind: KindChanges() for kind in KINDS})

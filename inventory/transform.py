@@ -395,12 +395,12 @@ class _Notes:
         ]
         if self.disagreeing:
             examples = [
-                f"{server_id} in portal {portal_id} ({', '.join(fields)})"
+                f"{server_id} in portal {portal_id}: {', '.join(fields)}"
                 for server_id, portal_id, fields in sorted(self.disagreeing)
             ]
             found.append(
-                f"{_listed(examples, 'embedded server copy')} disagree with "
-                "/servers; the /servers copy is stored"
+                "embedded copies disagree with /servers, whose copy is stored: "
+                + _listed(examples, "server")
             )
         return found
 

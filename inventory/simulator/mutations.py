@@ -7,11 +7,12 @@ the call does not touch keep their serialized bytes.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from inventory.simulator import catalog
@@ -42,6 +43,8 @@ class Mutations:
     _lock: threading.RLock
     _clock: datetime
     _mutations: int
+    # Cloudflare re-syncing each server's capabilities this often (None: never on its own)
+    resync_every: timedelta | None
 
     def _account(self, account_id: str) -> AccountState:
         raise NotImplementedError
@@ -55,6 +58,54 @@ class Mutations:
             yield acct, Stamps.now(iso(self._clock), ADMINS[self._mutations % len(ADMINS)])
             acct.changed()
             self.pages.drop_account(account_id)
+
+    @property
+    def now(self) -> datetime:
+        """The simulated clock: the time the last mutation was stamped with."""
+        with self._lock:
+            return self._clock
+
+    def resync_servers(self, account_id: str, server_ids: Iterable[str] | None = None) -> int:
+        """Cloudflare re-syncing servers and finding them as they were (all, by default).
+
+        ``last_synced`` moves, and ``last_successful_sync`` too unless the server is in error;
+        nothing else does (not ``modified_at``: nobody edited the server).
+        """
+        with self._lock:
+            acct = self._account(account_id)
+            self._clock += timedelta(seconds=1)
+            when = iso(self._clock)
+            ids = list(server_ids) if server_ids is not None else list(acct.servers)
+            for server_id in ids:
+                _resync(acct.server(server_id), when)
+            acct.changed()
+            self.pages.drop_account(account_id)
+            return len(ids)
+
+    def pass_time(self, duration: timedelta) -> int:
+        """Move the simulated clock by ``duration``; with ``resync_every`` set, Cloudflare
+        re-syncs each server on its own schedule meanwhile (each at its own phase of the
+        interval, so re-syncs are spread over it). Returns how many servers were re-synced."""
+        with self._lock:
+            start, end = self._clock.timestamp(), (self._clock + duration).timestamp()
+            self._clock += duration
+            if self.resync_every is None:
+                return 0
+            period = self.resync_every.total_seconds()
+            moved = 0
+            for account_id in self.account_ids:
+                acct = self._account(account_id)
+                touched = False
+                for server in acct.servers.values():
+                    phase = (server.seq * 7919) % period
+                    due = phase + math.floor((end - phase) / period) * period
+                    if due > start:
+                        _resync(server, iso(datetime.fromtimestamp(due, UTC)))
+                        touched, moved = True, moved + 1
+                if touched:
+                    acct.changed()
+                    self.pages.drop_account(account_id)
+            return moved
 
     def rename_portal(self, account_id: str, portal_id: str, name: str) -> None:
         with self._mutate(account_id) as (acct, now):
@@ -284,6 +335,13 @@ class Mutations:
     def unrevoke(self, account_id: str) -> None:
         with self._lock:
             self._account(account_id).revoked = False
+
+
+def _resync(server: ServerState, when: str) -> None:
+    server.fields["last_synced"] = when
+    if server.fields.get("status") != "error":
+        server.fields["last_successful_sync"] = when
+    server.touch()
 
 
 def _stamp(record: PortalState | ServerState, now: Stamps) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class SimulatedCloudflare(Mutations):
         result_info: bool = True,
         rate_limit: tuple[int, float] | None = None,
         portal_only_per_account: int = 0,
+        resync_every: timedelta | None = None,
     ) -> None:
         self.seed = seed
         self.shape = Shape(
@@ -83,6 +84,8 @@ class SimulatedCloudflare(Mutations):
         self.portal_only_per_account = portal_only_per_account
         # (requests, window seconds) per credential; None: tracked for headers, never enforced
         self.rate_limit = rate_limit
+        # Cloudflare re-syncing every server this often, as pass_time() moves the clock
+        self.resync_every = resync_every
         self.limiter = RateLimiter()  # every credential's window, shared by all the servers
         # Which rate-limit headers answers carry: the IETF draft's ``Ratelimit`` and
         # ``Ratelimit-Policy`` (Cloudflare's), the older ``x-ratelimit-*``, or none at all.

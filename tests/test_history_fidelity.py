@@ -1,0 +1,290 @@
+"""History fidelity: observations are not versions, JSON is exact, order never matters, new
+enum values are kept. Against the simulator over real HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, text
+
+from inventory.db import models
+from inventory.db.load import apply_changes, read_observed, read_stored
+from inventory.diff import diff_snapshot
+from inventory.reports.queries import changes, show_server
+from inventory.service import open_client
+from inventory.settings import Settings
+from inventory.simulator import Fault, SimulatedCloudflare
+from inventory.sync import AccountResult, Syncer
+from inventory.transform import transform_account
+
+DAY = timedelta(days=1)
+CADENCE = timedelta(minutes=15)
+
+
+@pytest.fixture
+def sim() -> SimulatedCloudflare:
+    # 3 accounts, 10 servers each; Cloudflare re-syncs every server every 2 hours
+    return SimulatedCloudflare(
+        seed=3, accounts=3, portals_per_account=4, resync_every=timedelta(hours=2)
+    )
+
+
+@pytest.fixture
+def syncer(engine: Engine, settings: Settings, sim: SimulatedCloudflare) -> Iterator[Syncer]:
+    with open_client(settings) as client:
+        clock = lambda: sim.now  # noqa: E731 - the simulated day's clock
+        yield Syncer(engine=engine, client=client, per_page=settings.page_size, clock=clock)
+
+
+def sync(syncer: Syncer, settings: Settings) -> list[AccountResult]:
+    results = syncer.sync_all(settings.accounts, max_concurrency=1)
+    assert {r.status for r in results} == {"succeeded"}, [r.error for r in results]
+    return results
+
+
+def scalar(engine: Engine, sql: str, **params: Any) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).scalar_one()
+
+
+SERVERS = models.table_of(models.Server)
+VERSIONS = models.table_of(models.ServerVersion)
+
+
+def servers_of(engine: Engine, table: Any, *where: Any) -> dict[tuple[str, str], Any]:
+    query = select(table.c.account_id, table.c.id, table.c.last_synced, table.c.raw)
+    with engine.connect() as conn:
+        rows = conn.execute(query.where(*where)).all()
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+def assert_current_equals_open_version(engine: Engine) -> None:
+    current = servers_of(engine, SERVERS)
+    versions = servers_of(engine, VERSIONS, VERSIONS.c.valid_to.is_(None))
+    assert versions == current
+
+
+def test_a_day_of_cloudflare_resyncs_writes_no_version(
+    syncer: Syncer, settings: Settings, engine: Engine, sim: SimulatedCloudflare
+) -> None:
+    sync(syncer, settings)
+    versions = scalar(engine, "SELECT count(*) FROM servers_history")
+    start = sim.now + timedelta(seconds=1)  # after the first sync's changes
+    observed = 0
+    for _ in range(int(DAY / CADENCE)):
+        sim.pass_time(CADENCE)
+        for result in sync(syncer, settings):
+            assert result.counts
+            assert not any(any(c.values()) for c in result.counts.values())
+            observed += result.observed
+    servers = scalar(engine, "SELECT count(*) FROM servers")
+    assert observed == 12 * servers  # every server re-synced every 2 hours, each one seen
+    assert scalar(engine, "SELECT count(*) FROM servers_history") == versions
+    with engine.connect() as conn:
+        lines = changes(conn, since=start, until=sim.now + DAY)
+    assert lines == []
+    # the rows say what Cloudflare says now, and each current row equals its open version
+    for account_id in sim.account_ids:
+        stored = servers_of(engine, SERVERS, SERVERS.c.account_id == account_id)
+        for server in sim.servers(account_id):
+            last_synced, raw = stored[(account_id, server["id"])]
+            assert raw["last_synced"] == server["last_synced"]
+            assert last_synced.strftime("%Y-%m-%dT%H:%M:%SZ") == server["last_synced"]
+    assert_current_equals_open_version(engine)
+
+
+def test_a_real_change_is_still_a_version_and_closed_versions_keep_their_observations(
+    syncer: Syncer, settings: Settings, engine: Engine, sim: SimulatedCloudflare
+) -> None:
+    sync(syncer, settings)
+    account = sim.account_ids[0]
+    server_id = sim.server_ids(account)[0]
+    sim.resync_servers(account)
+    sync(syncer, settings)
+    seen_before = servers_of(engine, SERVERS)[(account, server_id)]
+    sim.set_server_status(account, server_id, "error", error="upstream returned 502")
+    results = sync(syncer, settings)
+    assert results[0].counts["server"] == {"added": 0, "changed": 1, "removed": 0}
+    with engine.connect() as conn:
+        query = select(
+            VERSIONS.c.status, VERSIONS.c.last_synced, VERSIONS.c.raw, VERSIONS.c.valid_to
+        )
+        mine = (VERSIONS.c.account_id == account, VERSIONS.c.id == server_id)
+        rows = conn.execute(query.where(*mine).order_by(VERSIONS.c.version_id)).all()
+    assert [r.status for r in rows] == ["ready", "error"]
+    closed, open_ = rows
+    assert closed.valid_to is not None
+    assert open_.valid_to is None
+    assert (closed.last_synced, closed.raw) == seen_before  # as last observed before it closed
+    assert open_.raw["last_synced"] != closed.raw["last_synced"]
+    assert_current_equals_open_version(engine)
+
+
+def test_error_details_numbers_are_stored_exactly(
+    syncer: Syncer, settings: Settings, engine: Engine, sim: SimulatedCloudflare
+) -> None:
+    account = sim.account_ids[0]
+    server_id = sim.server_ids(account)[0]
+    sim.set_server_status(account, server_id, "error")
+    sync(syncer, settings)
+    for table in (SERVERS, VERSIONS):
+        mine = (table.c.account_id == account, table.c.id == server_id)
+        with engine.connect() as conn:
+            details = conn.execute(select(table.c.error_details).where(*mine)).scalar_one()
+        assert details["status_code"] == 502
+        assert type(details["status_code"]) is int
+        assert type(details["mcp_code"]) is int
+
+
+BIG = 2**63 + 5  # past 2**53 (doubles) and past 64-bit signed integers
+HUGE = 2**70
+
+
+def _server(server_id: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": server_id,
+        "name": server_id,
+        "hostname": f"{server_id}.example.com",
+        "auth_type": "bearer",
+        "status": "ready",
+        **fields,
+    }
+
+
+def test_json_columns_round_trip_numbers_exactly(engine: Engine) -> None:
+    details = {"status_code": 502, "mcp_code": -32000, "big": BIG, "huge": HUGE, "ratio": 0.5}
+    summary = {"max": HUGE, "min": -BIG, "n": 1, "f": 1.0}
+    server = _server(
+        "s1", status="error", error="boom", error_details=details, auth_config_summary=summary
+    )
+    server["tools"] = [{"name": "t", "inputSchema": {"maximum": HUGE, "minimum": 0}}]
+    result = transform_account([], [server])
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO accounts (id, configured, first_seen_at) "
+                "VALUES ('acct', true, CURRENT_TIMESTAMP)"
+            )
+        )
+        changeset = diff_snapshot(read_stored(conn, "acct"), result.snapshot, result.coverage)
+        apply_changes(conn, "acct", changeset, run_id=1, observed_at=_now())
+    with engine.connect() as conn:
+        for table in (SERVERS, VERSIONS):
+            row = conn.execute(select(table.c.error_details, table.c.auth_config_summary))
+            stored_details, stored_summary = row.one()
+            assert json.dumps(stored_details, sort_keys=True) == json.dumps(details, sort_keys=True)
+            assert json.dumps(stored_summary, sort_keys=True) == json.dumps(summary, sort_keys=True)
+        tools = models.table_of(models.Tool)
+        definition = conn.execute(select(tools.c.definition)).scalar_one()
+        assert definition["inputSchema"]["maximum"] == HUGE
+        # read back, the same record is no change at all
+        again = diff_snapshot(read_stored(conn, "acct"), result.snapshot, result.coverage)
+        assert not again.writes
+
+
+def _now() -> datetime:
+    return datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_unknown_enum_values_are_stored_with_a_warning_not_rejected(
+    syncer: Syncer, settings: Settings, engine: Engine, sim: SimulatedCloudflare
+) -> None:
+    sync(syncer, settings)
+    account = sim.account_ids[1]
+    server_id = sim.servers(account)[0]["id"]
+    sim.faults.add(
+        Fault(kind="invalid_record", violation="bad_enum", account_id=account, endpoint="servers")
+    )
+    results = sync(syncer, settings)  # succeeded, not partial
+    victim = results[1]
+    assert victim.rejected == 0
+    assert victim.counts["server"]["changed"] == 1
+    assert len(victim.warnings) == 2  # the unknown status, and the embedded copies disagreeing
+    assert "status 'exploded' is not in the published schema" in victim.warnings[0]
+    assert server_id in victim.warnings[0]
+    runs = models.table_of(models.SyncRun)
+    with engine.connect() as conn:
+        stored = conn.execute(select(runs.c.warnings).where(runs.c.id == victim.run_id)).scalar()
+        assert stored == victim.warnings
+        shown = show_server(conn, server_id, as_of=sim.now + DAY, account_id=account)
+    assert shown["server"]["status"] == "exploded"  # reports show it as it is
+    # the same bytes again: the fast path, and the run still carries the warning
+    again = sync(syncer, settings)[1]
+    assert again.unchanged is True
+    assert again.warnings == victim.warnings
+    with engine.connect() as conn:
+        stored = conn.execute(select(runs.c.warnings).where(runs.c.id == again.run_id)).scalar()
+    assert stored == victim.warnings
+
+
+def test_unknown_auth_type_and_a_too_long_status() -> None:
+    result = transform_account(
+        [], [_server("s1", auth_type="mtls"), _server("s2", status="x" * 17)]
+    )
+    assert result.snapshot["server"][("s1",)].values["auth_type"] == "mtls"
+    assert result.warnings == [
+        "auth_type 'mtls' is not in the published schema; stored as text for 1 server (s1)"
+    ]
+    # wider than the column: a clear rejection, and what was stored stays
+    assert [(r.entity_id, "status" in r.reason) for r in result.rejections] == [("s2", True)]
+
+
+def test_an_embedded_copy_never_overrides_the_listing_and_is_reported() -> None:
+    listed = _server("s1", status="ready")
+    embedded = {**_server("s1", status="error", error="stale copy"), "server_id": "s1"}
+    portal = {"id": "p1", "name": "P", "hostname": "p.example.com", "servers": [embedded]}
+    result = transform_account([portal], [listed])
+    row = result.snapshot["server"][("s1",)]
+    assert (row.values["status"], row.values["source"]) == ("ready", "servers")
+    assert result.warnings == [
+        "embedded copies disagree with /servers, whose copy is stored: "
+        "1 server (s1 in portal p1: status)"
+    ]
+
+
+def test_a_portal_only_server_comes_from_the_portal_with_the_smallest_id() -> None:
+    def portal(portal_id: str, status: str) -> dict[str, Any]:
+        copy_ = {**_server("s9", status=status), "server_id": "s9"}
+        return {"id": portal_id, "name": portal_id, "hostname": "h", "servers": [copy_]}
+
+    for order in (["pb", "pa"], ["pa", "pb"]):
+        listing = [portal(p, {"pa": "ready", "pb": "error"}[p]) for p in order]
+        result = transform_account(listing, [])
+        assert result.snapshot["server"][("s9",)].values["status"] == "ready"
+
+
+def test_a_shuffled_listing_writes_nothing(engine: Engine, sim: SimulatedCloudflare) -> None:
+    account = sim.account_ids[0]
+    portals, servers = sim.portals(account), sim.servers(account)
+    # a server only portals show, embedded differently in two of them
+    for n, portal in enumerate(portals[:2]):
+        only = {**_server("portal-only", status=("ready", "error")[n]), "server_id": "portal-only"}
+        portal["servers"].append(only)
+    first = transform_account(portals, servers)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO accounts (id, configured, first_seen_at) "
+                "VALUES (:a, true, CURRENT_TIMESTAMP)"
+            ),
+            {"a": account},
+        )
+        stored = read_stored(conn, account)
+        apply_changes(
+            conn, account, diff_snapshot(stored, first.snapshot, first.coverage), run_id=1,
+            observed_at=_now(),
+        )  # fmt: skip
+    shuffled_portals = [
+        {**p, "servers": list(reversed(p["servers"]))} for p in reversed(copy.deepcopy(portals))
+    ]
+    again = transform_account(shuffled_portals, list(reversed(servers)))
+    with engine.connect() as conn:
+        changeset = diff_snapshot(
+            read_stored(conn, account), again.snapshot, again.coverage, read_observed(conn, account)
+        )
+    assert not changeset.writes
