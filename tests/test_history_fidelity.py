@@ -10,17 +10,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, text
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, select, text, update
 
 from inventory.db import models
 from inventory.db.load import apply_changes, read_observed, read_stored
+from inventory.db.migrate import migrations_dir, upgrade
 from inventory.diff import diff_snapshot
 from inventory.reports.queries import changes, show_server
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync import AccountResult, Syncer
-from inventory.transform import transform_account
+from inventory.transform import content_hash, transform_account
 
 DAY = timedelta(days=1)
 CADENCE = timedelta(minutes=15)
@@ -288,3 +291,72 @@ def test_a_shuffled_listing_writes_nothing(engine: Engine, sim: SimulatedCloudfl
             read_stored(conn, account), again.snapshot, again.coverage, read_observed(conn, account)
         )
     assert not changeset.writes
+
+
+def _floats(value: Any) -> Any:
+    """What the code before 0007 made of error_details numbers."""
+    if isinstance(value, dict):
+        return {k: _floats(v) for k, v in value.items()}
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+_VALUE_COLUMNS = [
+    c.name
+    for c in SERVERS.columns
+    if c.name not in ("account_id", "id", "content_hash", "valid_from", "run_id")
+]
+
+
+def test_0007_repairs_a_database_filled_by_the_previous_release(
+    syncer: Syncer, settings: Settings, engine: Engine, sim: SimulatedCloudflare
+) -> None:
+    account = sim.account_ids[0]
+    failing = sim.server_ids(account)[0]
+    sim.set_server_status(account, failing, "error")
+    sync(syncer, settings)
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    with engine.begin() as conn:  # what the previous release wrote
+        for table in (SERVERS, VERSIONS):
+            key = table.c.version_id if table is VERSIONS else table.c.id
+            for row in conn.execute(select(key, *(table.c[n] for n in _VALUE_COLUMNS))).mappings():
+                values = {n: row[n] for n in _VALUE_COLUMNS}
+                values["error_details"] = _floats(values["error_details"])
+                conn.execute(
+                    update(table)
+                    .where(key == row[key.name])
+                    .values(
+                        error_details=values["error_details"], content_hash=content_hash(values)
+                    )
+                )
+        accounts = models.table_of(models.Account)
+        conn.execute(update(accounts).values(listing_memo={"revision": 1}))
+    before = _history(engine)
+    assert any(
+        type(r["error_details"]["status_code"]) is float for r in before if r["error_details"]
+    )
+
+    upgrade(engine)
+
+    after = _history(engine)
+    assert [(r["version_id"], r["valid_from"], r["valid_to"]) for r in after] == [
+        (r["version_id"], r["valid_from"], r["valid_to"]) for r in before
+    ]  # not a single version written or closed
+    details = [r["error_details"] for r in after if r["error_details"]]
+    assert details
+    assert all(type(d["status_code"]) is int for d in details)
+    # the hashes are the ones the code computes now: the next sync finds nothing to write
+    results = sync(syncer, settings)
+    assert all(not r.unchanged for r in results)  # the old memo is not trusted
+    assert all(not any(any(c.values()) for c in r.counts.values()) for r in results)
+    assert all(r.observed == 0 for r in results)
+    assert _history(engine) == after
+
+
+def _history(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(VERSIONS).order_by(VERSIONS.c.version_id)).mappings()
+        return [dict(r) for r in rows]
