@@ -426,13 +426,25 @@ def _add_server(
 
 
 def _differing(embedded: Mapping[str, Any], listed: Mapping[str, Any]) -> list[str]:
-    """Fields both copies of a server carry with different values (observations aside)."""
+    """Fields both copies of a server carry with different values (observations aside; the
+    order of a list is not a difference)."""
     return sorted(
-        k for k, v in embedded.items() if k not in _NOT_COMPARED and k in listed and listed[k] != v
+        k
+        for k, v in embedded.items()
+        if k not in _NOT_COMPARED
+        and k in listed
+        and listed[k] != v
+        and not _same_items(v, listed[k])
     )
 
 
-def _canonical(raw: Mapping[str, Any]) -> str:
+def _same_items(a: object, b: object) -> bool:
+    if not (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)):
+        return False
+    return sorted(map(_canonical, a)) == sorted(map(_canonical, b))
+
+
+def _canonical(raw: object) -> str:
     return json.dumps(raw, sort_keys=True, default=str)
 
 
