@@ -106,6 +106,7 @@ def _sync(spec: dict[str, Any]) -> dict[str, Any]:
         "run_requests": sum(r.requests for r in results),
         "run_retries": sum(r.retries for r in results),
         "changes": dict(totals),
+        "observed": sum(r.observed for r in results),
     }
 
 

@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.simhost '<SimulatedCloudflare kwargs as JSON>'`` prints one JSON line
 (base URL, token, account ids), then answers one JSON command per stdin line: ``reset``,
-``requests``, ``churn``, ``counts``, ``quit``. ``SimHost`` is the parent's side of that pipe.
+``requests``, ``churn``, ``resync``, ``counts``, ``quit``. ``SimHost`` is the parent's side of
+that pipe.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def _answer(sim: Any, command: dict[str, Any]) -> Any:
         }
     if name == "churn":
         return {"changed": sim.churn(float(command["fraction"]))}
+    if name == "resync":  # Cloudflare re-syncs every server: only last_synced & co. move
+        return {"servers": sum(sim.resync_servers(a) for a in sim.account_ids)}
     if name == "counts":
         return {
             a: {"portals": sim.count(a, "portals"), "servers": sim.count(a, "servers")}

@@ -180,6 +180,12 @@ def run_suite(
         if peer is not None:
             peer.after_churn(run, dbs)
             out["peer"] = peer.figures
+        out["resynced"] = sim.call("resync")["servers"]
+        log(f"  Cloudflare re-synced {out['resynced']} servers: last_synced moved on every one")
+        for db in dbs:
+            out["dbs"][db]["observed"] = run.measure(
+                f"[{db}] observations moved", run.spec("sync", db_url=main[db])
+            )
         out["floor_a_runs"] = floor_a
         out["floor_a"] = min(floor_a, key=lambda r: float(r["wall_s"]))
     out["limiter"] = run_limiter(workload.limiter, seed=workload.seed, log=log)

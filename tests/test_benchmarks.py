@@ -22,7 +22,7 @@ def test_tiny_workload_measures_every_phase(
     out = json.loads(path.read_text())
     tiny = WORKLOADS["tiny"]
     phases = out["dbs"]["sqlite"]
-    assert set(phases) == {"initial", "floor_b", "initial_few", "unchanged", "churn"}
+    assert set(phases) == {"initial", "floor_b", "initial_few", "unchanged", "churn", "observed"}
     # Counted by SQLite itself: the rows the raw floor re-inserts, plus the run row's update
     # and the account row's two updates (the run opens, the run finishes) per account (the
     # floor copies only their final state).
@@ -35,6 +35,11 @@ def test_tiny_workload_measures_every_phase(
     assert 0 < phases["unchanged"]["rows_written"] <= 5 * tiny.accounts
     assert out["churned"] > 0
     assert phases["churn"]["entity_rows"] >= 3 * out["churned"]
+    # Cloudflare moved last_synced on every server: each one observed, no version written
+    assert out["resynced"] > 0
+    assert phases["observed"]["observed"] == out["resynced"]
+    assert not any(phases["observed"]["changes"].values())
+    assert phases["observed"]["entity_rows"] <= 2 * out["resynced"]
     assert all(r["rss_peak_mb"] > 0 and r["wall_s"] > 0 for r in phases.values())
     assert out["limiter"]["statuses"] == {"succeeded": tiny.limiter.syncs * tiny.limiter.accounts}
     assert {t["target"] for t in out["targets"]} >= {
