@@ -189,6 +189,34 @@ def db_upgrade(
         out.print(f"database upgraded from {before or 'empty'} to {after}")
 
 
+@db_app.command("merge-observations")
+def db_merge_observations(
+    ctx: typer.Context,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Merge; without it, only count (a dry run).")
+    ] = False,
+) -> None:
+    """Merge consecutive server versions that differ only in last_synced/last_successful_sync
+    (written before migration 0007); a dry run unless --apply."""
+    from inventory.db.merge import merge_observation_versions
+    from inventory.db.migrate import ensure_current
+
+    with user_errors():
+        engine = _engine(ctx.obj.settings(require_accounts=False))
+        try:
+            ensure_current(engine)
+            with engine.begin() as conn:
+                report = merge_observation_versions(conn, apply=apply)
+        finally:
+            engine.dispose()
+    verb = "merged" if report.applied else "would merge"
+    out.print(
+        f"{report.versions} server versions read; {verb} {report.merged} into the version "
+        f"before them, for {report.entities} servers"
+        + ("" if report.applied or not report.merged else " (run again with --apply)")
+    )
+
+
 @db_app.command("current")
 def db_current(ctx: typer.Context) -> None:
     """Show the schema revision of the database and the one this code needs."""

@@ -7,6 +7,7 @@ import copy
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, select, text, update
 
 from inventory.db import models
 from inventory.db.load import apply_changes, read_observed, read_stored
+from inventory.db.merge import merge_observation_versions
 from inventory.db.migrate import migrations_dir, upgrade
 from inventory.diff import diff_snapshot
 from inventory.reports.queries import changes, show_server
@@ -24,6 +26,7 @@ from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync import AccountResult, Syncer
 from inventory.transform import content_hash, transform_account
+from tests.test_cli import run
 
 DAY = timedelta(days=1)
 CADENCE = timedelta(minutes=15)
@@ -360,3 +363,91 @@ def _history(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(select(VERSIONS).order_by(VERSIONS.c.version_id)).mappings()
         return [dict(r) for r in rows]
+
+
+def _old_resync_versions(engine: Engine, account: str, server_id: str, times: int) -> None:
+    """What the previous release wrote each time Cloudflare re-synced a server: the open version
+    closed as updated, and a new one that differs from it only in its sync times."""
+    with engine.begin() as conn:
+        for n in range(times):
+            open_ = conn.execute(
+                select(VERSIONS).where(
+                    VERSIONS.c.account_id == account,
+                    VERSIONS.c.id == server_id,
+                    VERSIONS.c.valid_to.is_(None),
+                )
+            ).mappings().one()  # fmt: skip
+            at = open_["valid_from"] + timedelta(minutes=30)
+            moved = open_["last_synced"] + timedelta(minutes=30 * (n + 1))
+            conn.execute(
+                update(VERSIONS)
+                .where(VERSIONS.c.version_id == open_["version_id"])
+                .values(valid_to=at, ended_run_id=open_["run_id"], ended_by="updated")
+            )
+            raw = {**open_["raw"], "last_synced": moved.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            values = {k: v for k, v in open_.items() if k != "version_id"}
+            values.update(valid_from=at, change="updated", last_synced=moved, raw=raw)
+            conn.execute(VERSIONS.insert().values(values))
+            mine = (SERVERS.c.account_id == account, SERVERS.c.id == server_id)
+            conn.execute(
+                update(SERVERS).where(*mine).values(valid_from=at, last_synced=moved, raw=raw)
+            )
+
+
+def test_merge_observations_folds_old_resync_versions(
+    syncer: Syncer, settings: Settings, engine: Engine, sim: SimulatedCloudflare
+) -> None:
+    sync(syncer, settings)
+    account = sim.account_ids[0]
+    server_id = sim.server_ids(account)[0]
+    first = _history(engine)
+    _old_resync_versions(engine, account, server_id, times=3)
+    before = _history(engine)
+    assert len(before) == len(first) + 3
+    with engine.begin() as conn:
+        dry = merge_observation_versions(conn)
+    assert (dry.merged, dry.entities, dry.applied) == (3, 1, False)
+    assert _history(engine) == before  # a dry run writes nothing
+    with engine.begin() as conn:
+        done = merge_observation_versions(conn, apply=True)
+    assert (done.merged, done.entities) == (3, 1)
+    after = _history(engine)
+    mine = [r for r in after if (r["account_id"], r["id"]) == (account, server_id)]
+    assert len(after) == len(first)
+    assert len(mine) == 1
+    last = [r for r in before if (r["account_id"], r["id"]) == (account, server_id)][-1]
+    assert mine[0]["valid_to"] is None
+    assert mine[0]["valid_from"] == first[[r["version_id"] for r in first].index(
+        mine[0]["version_id"]
+    )]["valid_from"]  # fmt: skip
+    assert (mine[0]["last_synced"], mine[0]["raw"]) == (last["last_synced"], last["raw"])
+    assert_current_equals_open_version(engine)
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(SERVERS.c.valid_from).where(
+                SERVERS.c.account_id == account, SERVERS.c.id == server_id
+            )
+        ).scalar_one()  # fmt: skip
+    assert row == mine[0]["valid_from"]
+    with engine.begin() as conn:
+        assert merge_observation_versions(conn, apply=True).merged == 0
+    # and the mirror agrees with the API: the next sync writes nothing
+    results = sync(syncer, settings)
+    assert all(not any(any(c.values()) for c in r.counts.values()) for r in results)
+
+
+def test_merge_observations_command_is_a_dry_run_by_default(
+    syncer: Syncer, settings: Settings, engine: Engine, sim: SimulatedCloudflare, db_url: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    sync(syncer, settings)
+    account = sim.account_ids[0]
+    _old_resync_versions(engine, account, sim.server_ids(account)[0], times=2)
+    env = {"INVENTORY_DATABASE_URL": db_url}
+    dry = run(["db", "merge-observations"], tmp_path, env)
+    assert dry.returncode == 0, dry.stderr
+    assert "would merge 2 into the version before them, for 1 servers" in dry.stdout
+    assert "--apply" in dry.stdout
+    done = run(["db", "merge-observations", "--apply"], tmp_path, env)
+    assert done.returncode == 0, done.stderr
+    assert "merged 2 into the version before them" in done.stdout
