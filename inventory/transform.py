@@ -72,6 +72,7 @@ _PORTAL_ONLY_KEYS = (
 )
 # Keys left out when an embedded copy is compared with the /servers copy of the same server.
 _NOT_COMPARED = frozenset(("id", *_PORTAL_ONLY_KEYS, *OBSERVED))
+_CAPABILITIES = frozenset(("tools", "prompts"))
 _MAX_LISTED = 5
 
 
@@ -426,19 +427,25 @@ def _add_server(
 
 
 def _differing(embedded: Mapping[str, Any], listed: Mapping[str, Any]) -> list[str]:
-    """Fields both copies of a server carry with different values (observations aside; the
-    order of a list is not a difference)."""
-    return sorted(
-        k
-        for k, v in embedded.items()
-        if k not in _NOT_COMPARED
-        and k in listed
-        and listed[k] != v
-        and not _same_items(v, listed[k])
-    )
+    """Fields both copies of a server carry with different values, observations aside. Tools
+    and prompts (stored from /servers) are compared by count only: comparing every definition
+    of every embedded copy would cost more than the rest of the transform."""
+    found = []
+    for k, v in embedded.items():
+        if k in _NOT_COMPARED or k not in listed:
+            continue
+        other = listed[k]
+        if k in _CAPABILITIES:
+            differs = isinstance(v, list) and isinstance(other, list) and len(v) != len(other)
+        else:
+            differs = other != v and not _same_items(v, other)
+        if differs:
+            found.append(k)
+    return sorted(found)
 
 
 def _same_items(a: object, b: object) -> bool:
+    """Two lists that hold the same items in another order."""
     if not (isinstance(a, list) and isinstance(b, list) and len(a) == len(b)):
         return False
     return sorted(map(_canonical, a)) == sorted(map(_canonical, b))
