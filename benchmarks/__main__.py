@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--workload S|L] [--db sqlite|postgresql|both] [--json PATH]
+"""``python -m benchmarks [--workload S|M|L] [--db sqlite|postgresql|both] [--json PATH]
 [--with-dlt PYTHON [--dlt-accounts N]]``."""
 
 from __future__ import annotations

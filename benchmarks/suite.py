@@ -3,8 +3,9 @@
 Order (the floors measured in the same run, on the same data): warm-up fetch, floor (a),
 initial sync per database, floor (b) per database, the fewer-accounts initial sync per
 database (peak-RSS check), floor (a) again, unchanged resync, [the dlt peer's initial load and
-unchanged resync], 1 % churn, resync, [the dlt peer's resync]. Then the limiter benchmark
-against a simulator that enforces its rate limit.
+unchanged resync], 1 % churn, resync, [the dlt peer's resync], Cloudflare re-syncing every
+server and the resync after it (observations moved). Then the limiter benchmark against a
+simulator that enforces its rate limit.
 """
 
 from __future__ import annotations
