@@ -109,7 +109,7 @@ WORKLOADS: dict[str, Workload] = {
         tools=25,
         prompts=5,
         unattached=50,
-        small_accounts=1,
+        small_accounts=4,
         limiter=LimiterCase(accounts=50, portals=2, servers=3, requests=50, period=3.0, syncs=2),
     ),
     # For the smoke test only: the whole code path in a few seconds.
