@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from alembic import command
 from alembic.config import Config
@@ -451,3 +452,17 @@ def test_merge_observations_command_is_a_dry_run_by_default(
     done = run(["db", "merge-observations", "--apply"], tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert "merged 2 into the version before them" in done.stdout
+
+
+def test_the_resync_schedule_is_driven_over_http(sim: SimulatedCloudflare, api_url: str) -> None:
+    control = api_url.replace("/client/v4", "") + "/__simulator"
+    account = sim.account_ids[0]
+    before = {s["id"]: s["last_synced"] for s in sim.servers(account)}
+    with httpx.Client() as client:
+        moved = client.post(f"{control}/pass-time", params={"minutes": 120, "resync_every": 60})
+        assert moved.status_code == 200
+        assert moved.json()["resynced"] == sum(sim.count(a, "servers") for a in sim.account_ids)
+        assert client.post(f"{control}/pass-time", params={"minutes": -1}).status_code == 400
+        assert client.post(f"{control}/resync").json()["servers"] > 0
+    after = {s["id"]: s["last_synced"] for s in sim.servers(account)}
+    assert all(after[k] > before[k] for k in before)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from inventory.simulator.api import Response
@@ -65,6 +66,23 @@ def _reset_requests(sim: SimulatedCloudflare, _: Mapping[str, str], __: bytes) -
     return {"ok": True}
 
 
+def _resync(sim: SimulatedCloudflare, _: Mapping[str, str], __: bytes) -> Any:
+    return {"servers": sum(sim.resync_servers(a) for a in sim.account_ids)}
+
+
+def _pass_time(sim: SimulatedCloudflare, query: Mapping[str, str], _: bytes) -> Any:
+    minutes = float(query.get("minutes", "15"))
+    if minutes < 0:
+        raise ValueError("minutes must not be negative")
+    if "resync_every" in query:
+        every = float(query["resync_every"])
+        if every <= 0:
+            raise ValueError("resync_every must be a positive number of minutes")
+        sim.resync_every = timedelta(minutes=every)
+    resynced = sim.pass_time(timedelta(minutes=minutes))
+    return {"resynced": resynced, "now": sim.now.isoformat()}
+
+
 def _accounts(sim: SimulatedCloudflare, _: Mapping[str, str], __: bytes) -> Any:
     return {"account_ids": sim.account_ids}
 
@@ -72,6 +90,8 @@ def _accounts(sim: SimulatedCloudflare, _: Mapping[str, str], __: bytes) -> Any:
 _ROUTES: dict[tuple[str, str], Handler] = {
     ("POST", "advance"): _advance,
     ("POST", "churn"): _churn,
+    ("POST", "resync"): _resync,
+    ("POST", "pass-time"): _pass_time,
     ("POST", "faults"): _add_fault,
     ("GET", "faults"): _list_faults,
     ("DELETE", "faults"): _clear_faults,
