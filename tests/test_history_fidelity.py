@@ -447,11 +447,12 @@ def test_merge_observations_command_is_a_dry_run_by_default(
     env = {"INVENTORY_DATABASE_URL": db_url}
     dry = run(["db", "merge-observations"], tmp_path, env)
     assert dry.returncode == 0, dry.stderr
-    assert "would merge 2 into the version before them, for 1 servers" in dry.stdout
-    assert "--apply" in dry.stdout
+    said = " ".join(dry.stdout.split())  # wrapped to the terminal's width
+    assert "would merge 2 into the version before them, for 1 servers" in said
+    assert "--apply" in said
     done = run(["db", "merge-observations", "--apply"], tmp_path, env)
     assert done.returncode == 0, done.stderr
-    assert "merged 2 into the version before them" in done.stdout
+    assert "merged 2 into the version before them" in " ".join(done.stdout.split())
 
 
 def test_the_resync_schedule_is_driven_over_http(sim: SimulatedCloudflare, api_url: str) -> None:
