@@ -426,8 +426,10 @@ class Syncer:
                 # Byte for byte what the last clean run read, and (checked again inside this
                 # transaction) no other run has written since: the stored rows say it all.
                 if read_memo(conn, account.id) == memo:
-                    result.status, result.consistent, result.unchanged = "succeeded", True, True
-                    result.warnings = list(memo.warnings)  # the same bytes say the same
+                    # the same bytes say the same: the warnings of the run that read them
+                    result.status, result.consistent, result.unchanged, result.warnings = (
+                        "succeeded", True, True, list(memo.warnings)
+                    )  # fmt: skip
                     result.counts = ChangeSet.empty().counts()
                     self._finish_run(
                         conn, result, applied=True, observed_at=observed_at,
@@ -472,7 +474,6 @@ class Syncer:
             if self._superseded(conn, result, observed_at):
                 return
             changes, pending = self._diff(conn, account.id, transformed, result.run_id)
-            result.observed = sum(len(c.observations) for c in changes.kinds.values())
             apply_changes(conn, account.id, changes, run_id=result.run_id, observed_at=observed_at)
             record_rejections(conn, account.id, result.run_id, transformed.rejections)
             result.counts = changes.counts()
@@ -591,6 +592,8 @@ class Syncer:
         """Close the run from 'running'; a run that ``applied`` also moves the fencing token."""
         assert result.run_id is not None
         added, changed, removed = changes.totals() if changes is not None else (0, 0, 0)
+        if changes is not None:
+            result.observed = sum(len(c.observations) for c in changes.kinds.values())
         values = {
             "status": result.status,
             "observed_at": observed_at,
