@@ -32,6 +32,7 @@ __all__ = [
     "Snapshot",
     "TransformResult",
     "content_hash",
+    "server_digest",
     "transform_account",
 ]
 
