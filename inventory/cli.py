@@ -116,11 +116,11 @@ class Options:
 
         from inventory.settings import load_settings
 
-        environ = dict(os.environ)
-        if self.config is not None:
-            environ["INVENTORY_CONFIG"] = str(self.config)
         return load_settings(
-            overrides=self.overrides, environ=environ, require_accounts=require_accounts
+            overrides=self.overrides,
+            environ=dict(os.environ),
+            config=self.config,
+            require_accounts=require_accounts,
         )
 
 

@@ -37,11 +37,11 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from inventory.crontab import CrontabError, cron_trigger
 from inventory.db.engine import make_engine, sqlite_path
 from inventory.db.migrate import ensure_current, upgrade
 from inventory.errors import ConfigError, InventoryError
@@ -58,7 +58,6 @@ __all__ = ["Daemon", "DaemonOptions", "account_schedule", "cycle_start", "schedu
 log = structlog.get_logger("inventory.daemon")
 ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)  # interval cycles count from here on every replica
 _TICK = timedelta(microseconds=1)
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
 @dataclass(frozen=True)
@@ -85,46 +84,12 @@ class AlignedInterval(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 h
         return fire
 
 
-def _crontab_weekdays(field: str) -> str:
-    """Crontab weekdays (0 or 7 is Sunday) as a list of names: APScheduler 3 counts from Monday."""
-    if field == "*":
-        return field
-    days: set[int] = set()
-    for part in field.lower().split(","):
-        span, _, step = part.partition("/")
-        if span == "*":
-            first, last = 0, 6
-        elif "-" in span:
-            first, last = (_weekday(text) for text in span.split("-", 1))
-        else:
-            first = _weekday(span)
-            last = 6 if step else first
-        days.update(range(first, last + 1, int(step or 1)))
-    return ",".join(_WEEKDAYS[day] for day in sorted({day % 7 for day in days}))
-
-
-def _weekday(text: str) -> int:
-    if text.isdigit() and int(text) <= 7:
-        return int(text)
-    if text[:3] in _WEEKDAYS:
-        return _WEEKDAYS.index(text[:3])
-    raise ValueError(f"{text!r} is not a day of the week")
-
-
 def schedule_trigger(settings: Any, *, jitter: float = 0.0) -> Any:
     if settings.sync_cron:
-        minute, hour, day, month, weekday = settings.sync_cron.split()
         try:
-            trigger = CronTrigger(
-                minute=minute,
-                hour=hour,
-                day=day,
-                month=month,
-                day_of_week=_crontab_weekdays(weekday),
-                timezone=UTC,
-            )
-        except ValueError as exc:
-            raise ConfigError(f"sync_cron {settings.sync_cron!r}: {exc}") from None
+            trigger = cron_trigger(settings.sync_cron)
+        except CrontabError as exc:
+            raise ConfigError(f"sync_cron: {exc}") from None
         trigger.jitter = jitter or None
         return trigger
     return AlignedInterval(

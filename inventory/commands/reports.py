@@ -213,6 +213,7 @@ def show_command(
 
 def _print_entity(kind: str, found: dict[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from inventory.cli import out
     from inventory.reports.render import cell, rows_table
@@ -221,7 +222,7 @@ def _print_entity(kind: str, found: dict[str, Any]) -> None:
     fields.add_column("field", style="bold")
     fields.add_column("value", overflow="fold")
     for name, value in found[kind].items():
-        fields.add_row(name, cell(value))
+        fields.add_row(name, Text(cell(value)))  # data, not rich markup
     out.print(fields)
     if kind == "portal":
         for server in found["servers"]:

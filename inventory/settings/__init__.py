@@ -52,11 +52,16 @@ def load_settings(
     overrides: Mapping[str, object] | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    config: Path | None = None,
     require_accounts: bool = True,
 ) -> Settings:
-    """Settings from every source; raises ConfigError, never ValidationError."""
+    """Settings from every source; raises ConfigError, never ValidationError.
+
+    ``config`` is a TOML file named on the command line: it replaces ``INVENTORY_CONFIG``, and
+    an error about it names ``--config``.
+    """
     load = prepare_load(
-        Settings, dict(os.environ if environ is None else environ), cwd or Path.cwd()
+        Settings, dict(os.environ if environ is None else environ), cwd or Path.cwd(), config=config
     )
     init = _checked_overrides(overrides or {})
     token = CURRENT_LOAD.set(load)

@@ -56,9 +56,12 @@ class AccountConfig(BaseModel):
     @field_validator("sync_cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is not None and len(value.split()) != 5:
-            raise ValueError("must be a five-field crontab expression like '*/15 * * * *'")
-        return value.strip() if value is not None else None
+        if value is None:
+            return None
+        from inventory.crontab import cron_trigger  # the daemon's own parser
+
+        cron_trigger(value)  # a CrontabError is a ValueError: one line naming the source
+        return value.strip()
 
     @model_validator(mode="before")
     @classmethod

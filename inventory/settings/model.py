@@ -29,6 +29,11 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _NO_DURATION = frozenset({"none", "never", "forever", "off"})
+# The databases (and drivers) inventory is built and tested for.
+_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"})
+_SUPPORTED_DATABASES = (
+    "use SQLite (sqlite:///inventory.db) or PostgreSQL (postgresql://user@host/database)"
+)
 _QUERY_PASSWORD = re.compile(r"(?<=[?&]password=)[^&]*", re.IGNORECASE)
 
 
@@ -174,7 +179,11 @@ class Settings(BaseSettings):
         try:
             url = make_url(value)
         except Exception:  # noqa: BLE001 - ArgumentError or ValueError, whose text may quote the URL
-            raise ValueError("is not a valid SQLAlchemy database URL") from None
+            raise ValueError(
+                f"is not a valid SQLAlchemy database URL: {_SUPPORTED_DATABASES}"
+            ) from None
+        if url.drivername not in _DRIVERS:
+            raise ValueError(f"unsupported database {url.drivername!r}: {_SUPPORTED_DATABASES}")
         for password in url_passwords(value):
             register_secret(password)
         masked = _QUERY_PASSWORD.sub("***", url.render_as_string(hide_password=True))
@@ -211,9 +220,12 @@ class Settings(BaseSettings):
     @field_validator("sync_cron")
     @classmethod
     def _check_cron(cls, value: str | None) -> str | None:
-        if value is not None and len(value.split()) != 5:
-            raise ValueError("must be a five-field crontab expression like '*/15 * * * *'")
-        return value.strip() if value is not None else None
+        if value is None:
+            return None
+        from inventory.crontab import cron_trigger  # the daemon's own parser
+
+        cron_trigger(value)  # a CrontabError is a ValueError: one line naming the source
+        return value.strip()
 
     @field_validator("metrics_address")
     @classmethod

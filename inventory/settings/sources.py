@@ -86,17 +86,30 @@ def current_environment() -> Environment:
     return Environment(os.environ, cwd, cwd / ".env")
 
 
-def prepare_load(settings_cls: type[BaseSettings], environ: Mapping[str, str], cwd: Path) -> Load:
+def prepare_load(
+    settings_cls: type[BaseSettings],
+    environ: Mapping[str, str],
+    cwd: Path,
+    *,
+    config: Path | None = None,
+) -> Load:
+    """One load's inputs; ``config`` (the option ``--config``) beats INVENTORY_CONFIG."""
     cwd = cwd.absolute()
     dotenv_path = cwd / ".env"
     dotenv_source = _DotEnvSource(
         settings_cls, env_file=dotenv_path, dotenv_filtering="only_existing"
     )
     env = Environment(environ, cwd, dotenv_path, dotenv_source.env_vars)
+    if config is not None:
+        toml_path: Path | None = env.path(config)
+        if not env.path(config).is_file():
+            raise ConfigError(f"config file {env.path(config)} does not exist", source="--config")
+    else:
+        toml_path = _chosen_path(env, "INVENTORY_CONFIG", cwd / "inventory.toml", want_dir=False)
     return Load(
         env=env,
         dotenv_source=dotenv_source,
-        toml_path=_chosen_path(env, "INVENTORY_CONFIG", cwd / "inventory.toml", want_dir=False),
+        toml_path=toml_path,
         secrets_dir=_chosen_path(env, "INVENTORY_SECRETS_DIR", DEFAULT_SECRETS_DIR, want_dir=True),
     )
 
