@@ -11,7 +11,7 @@ its rejected records go with it (they reference it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, Table, delete, or_, select
 
@@ -40,7 +40,10 @@ def prune_history(engine: Engine, *, older_than: timedelta, now: datetime) -> Pr
     if older_than <= timedelta(0):
         msg = "older_than must be a positive duration"
         raise ValueError(msg)
-    cutoff = now - older_than
+    try:
+        cutoff = now - older_than
+    except OverflowError:  # before the year 1: nothing is that old
+        cutoff = datetime.min.replace(tzinfo=UTC)
     versions: dict[str, int] = {}
     with engine.begin() as conn:
         for spec in TABLES.values():

@@ -28,6 +28,7 @@ __all__ = ["Settings"]
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+MAX_DURATION = 100 * 365 * 86400.0
 _NO_DURATION = frozenset({"none", "never", "forever", "off"})
 # The databases (and drivers) inventory is built and tested for.
 _DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"})
@@ -52,6 +53,8 @@ def _duration(value: object) -> float:
         raise ValueError("must be seconds or a duration like '30s', '15m', '1h' or '180d'")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError("must be a positive duration")
+    if seconds > MAX_DURATION:  # past this, dates and timers overflow; "none" means no limit
+        raise ValueError("must be at most 100 years")
     return seconds
 
 
