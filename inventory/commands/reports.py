@@ -191,10 +191,18 @@ def show_command(
     as_of: Annotated[str | None, typer.Option(help="As of this time (default: now).")] = None,
     account: Account = None,
     as_json: AsJson = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Not for show: its answer is nested; use --json.")
+    ] = False,
 ) -> None:
     """A portal (with its servers and tools) or a server (with tools, prompts, portals) at T."""
     from inventory.reports.queries import show_portal, show_server
 
+    if as_csv:
+        _fail(
+            f"show: a {kind} with its parts is nested, which CSV cannot hold: use --json, "
+            "or `inventory report inventory --csv` for flat rows"
+        )
     if kind not in ("portal", "server"):
         _fail(f"show: {kind!r} is not portal or server")
     now = _now()

@@ -30,6 +30,13 @@ REPORTS: dict[str, NamedReport] = {
     r.name: r
     for r in (
         NamedReport("inventory", "every entity, as of T", sql.INVENTORY_AS_OF, "as_of"),
+        NamedReport(
+            "exposure",
+            "every portal x attached server x tool, and what it exposes",
+            sql.EXPOSURE,
+            "as_of",
+            True,
+        ),
         NamedReport("code-mode", "portals with code mode on", sql.CODE_MODE, "as_of", True),
         NamedReport(
             "no-gateway", "portals that skip the Secure Web Gateway", sql.NO_GATEWAY, "as_of", True

@@ -191,6 +191,14 @@ LEFT JOIN overrides_history so ON so.account_id = t.account_id AND so.portal_id 
 WHERE {_as_of("p")}
 """
 
+EXPOSURE = """
+SELECT account_id, portal_id, portal_name, portal_hostname, code_mode_on, skips_gateway,
+       server_id, server_name, auth_type, server_status, default_disabled, tool_name, tool_enabled
+FROM exposure
+WHERE (CAST(:account_id AS TEXT) IS NULL OR account_id = :account_id)
+ORDER BY account_id, portal_id, COALESCE(server_id, ''), COALESCE(tool_name, '')
+"""
+
 CODE_MODE = """
 SELECT DISTINCT account_id, portal_id, portal_name, code_mode, allow_code_mode
 FROM exposure
@@ -243,6 +251,7 @@ DOCUMENTED: dict[str, str] = {
     "sync-failures": SYNC_FAILURES,
     "sync-runs": SYNC_RUNS,
     "exposure-as-of": EXPOSURE_AS_OF,
+    "exposure": EXPOSURE,
     "code-mode": CODE_MODE,
     "no-gateway": NO_GATEWAY,
     "unauthenticated": UNAUTHENTICATED,
