@@ -28,9 +28,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,  # even if someone turns them on: locals hold credentials
+    # Plain click help: typer's rich help shows "<bool>" beside flags that take no value (and
+    # importing rich for it costs start-up time).
+    rich_markup_mode=None,
 )
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_mode=None)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
@@ -359,7 +362,8 @@ def simulate_command(
 def demo_command(
     cycles: Annotated[int, typer.Option(help="Sync cycles to run.")] = 3,
     database_url: Annotated[
-        str | None, typer.Option(help="Where to keep the demo's data (default: a new demo.db).")
+        str | None,
+        typer.Option(help="Where to keep the demo's data (default: a new inventory-demo.db)."),
     ] = None,
 ) -> None:
     """A first run: a simulated API, a few sync cycles, and what changed between them."""

@@ -25,7 +25,13 @@ from inventory.simulator import SimulatedCloudflare, serve_in_thread
 
 __all__ = ["run_demo"]
 
-DEFAULT_DB = "inventory-demo.db"
+DEFAULT_DB = "inventory-demo.db"  # `inventory demo --help` names it
+README_SECTION = "Configuring real accounts"  # a heading of README.md; a test keeps them equal
+EXPLORE_SQL = (
+    "SELECT id, name, status FROM servers;",
+    "SELECT id, status, valid_from, valid_to FROM servers_history ORDER BY id, valid_from;",
+    "SELECT account_id, status, added, changed, removed FROM sync_runs;",
+)
 
 
 def _print_changes(console: Console, conn: Any, since: datetime, until: datetime) -> None:
@@ -90,13 +96,11 @@ def run_demo(console: Console, *, cycles: int = 3, database_url: str | None = No
     command = invocation()
     console.print(
         f"Explore the data: {where}\n"
-        "  SELECT id, name, status FROM servers;\n"
-        "  SELECT id, status, valid_from, valid_to FROM servers_history ORDER BY id, valid_from;\n"
-        "  SELECT account_id, status, added, changed, removed FROM sync_runs;\n"
-        f"Or ask inventory: {command} --database-url {shlex.quote(url)} changes --since 1h\n"
+        + "".join(f"  {query}\n" for query in EXPLORE_SQL)
+        + f"Or ask inventory: {command} --database-url {shlex.quote(url)} changes --since 1h\n"
         f"                  {command} --database-url {shlex.quote(url)} report in-error\n"
         + activation_hint()
-        + "Then point inventory at real accounts: see README.md, 'Configuring real accounts', "
+        + f"Then point inventory at real accounts: see README.md, '{README_SECTION}', "
         f"and check them with `{command} doctor`.",
         highlight=False,
         soft_wrap=True,
