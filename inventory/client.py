@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import httpx
 import stamina
+import structlog
 
 from inventory.deadline import Deadline, bounded_io, cut_by_deadline, earliest, within
 from inventory.envelope import cloudflare_errors, decode_envelope, decode_known, digest
@@ -124,6 +125,12 @@ class RequestStats:
                 self.throttled_seconds += throttled
             if status is not None:
                 self.by_status[status] = self.by_status.get(status, 0) + 1
+
+
+log = structlog.get_logger("inventory.client")
+# stamina's own retry line names the retried code ("<context block>") and the exception class;
+# ours (in _retry_wait) names the account and the URL instead.
+stamina.instrumentation.set_on_retry_hooks([])
 
 
 class _RetryableError(Exception):
@@ -500,6 +507,14 @@ class CloudflareClient:
         if exc.status == 429:
             call.pending_rate_limit_wait = wait
             call.rate_limit_wait_from = self._clock()
+        # The sync binds account_id and account to the context: this line names them too.
+        log.warning(
+            "retry",
+            url=call.scrub(call.url),
+            attempt=call.attempts,
+            wait_s=round(wait, 2),
+            cause=exc.cause,
+        )
         return wait
 
     def _gave_up(self, call: _Call, exc: _RetryableError) -> FetchError:

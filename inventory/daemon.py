@@ -447,7 +447,13 @@ class Daemon:
     def _on_overlap(self, event: Any) -> None:
         if event.job_id in ("prune", "close-runs"):
             return
-        log.warning("previous sync still running; this cycle skipped", account_id=event.job_id)
+        name = next((a.name for a in self.accounts if a.id == event.job_id), None)
+        log.warning(
+            "sync skipped",
+            account_id=event.job_id,
+            account=name,
+            reason="the previous sync of this account is still running",
+        )
         self.metrics.runs.labels(event.job_id, "skipped").inc()
         self.metrics.overlaps.labels(event.job_id).inc()
 

@@ -136,3 +136,6 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     root.setLevel(max(numeric, logging.WARNING))
     # httpx logs every request with its URL at INFO; our own lines say what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # APScheduler's warnings are sentences about job names ("Execution of job … skipped: …");
+    # the daemon's own lines ("sync skipped", account_id=…) say the same in our terms.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)

@@ -258,6 +258,11 @@ class Syncer:
         self, account: SyncAccount, *, cycle_start: datetime | None = None
     ) -> AccountResult:
         """Sync one account; with ``cycle_start``, skip it if a run since then already counts."""
+        # Every line logged meanwhile (the client's retries too) names the account.
+        with structlog.contextvars.bound_contextvars(account_id=account.id, account=account.name):
+            return self._sync_account(account, cycle_start=cycle_start)
+
+    def _sync_account(self, account: SyncAccount, *, cycle_start: datetime | None) -> AccountResult:
         started = time.monotonic()
         deadline = self._deadline()
         result = AccountResult(account_id=account.id, name=account.name, status="failed")
