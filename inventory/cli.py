@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
 
 from inventory.errors import ConfigError, InventoryError
 from inventory.redaction import scrub_text
@@ -46,9 +45,32 @@ def piped_width() -> int:
     return int(columns) if columns.isdigit() and int(columns) > 0 else 80
 
 
-# On a terminal rich follows its size (and $COLUMNS); piped, the width is piped_width().
-out = Console(width=None if sys.stdout.isatty() else piped_width())
-err = Console(stderr=True, width=None if sys.stderr.isatty() else piped_width())
+class _LazyConsole:
+    """A rich Console made on first use: importing rich costs `--help` start-up time."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        object.__setattr__(self, "_stderr", stderr)
+        object.__setattr__(self, "_console", None)
+
+    def _made(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            stream = sys.stderr if self._stderr else sys.stdout
+            # On a terminal rich follows its size (and $COLUMNS); piped, piped_width().
+            width = None if stream.isatty() else piped_width()
+            object.__setattr__(self, "_console", Console(stderr=self._stderr, width=width))
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._made(), name, value)
+
+
+out: Any = _LazyConsole(stderr=False)
+err: Any = _LazyConsole(stderr=True)
 
 
 def fit_consoles() -> None:
@@ -78,15 +100,18 @@ def warn(message: str) -> None:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the errors a user can cause into one line and an exit code."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     try:
         yield
     except ConfigError as exc:
         fail(str(exc), 2)
     except InventoryError as exc:
         fail(str(exc), 2)
-    except SQLAlchemyError as exc:
+    except Exception as exc:
+        # Not `except SQLAlchemyError`: importing SQLAlchemy costs `config check` and `--help`
+        # half a second. If it was never imported, no error can be one of its.
+        sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+        if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.SQLAlchemyError):
+            raise
         orig = getattr(exc, "orig", None) or exc
         first = (str(orig).strip().splitlines() or [type(exc).__name__])[0]
         fail(f"database error: {first}", 1)
@@ -100,8 +125,14 @@ class Options:
         self.config = config
 
     def settings(self, *, require_accounts: bool = True, log_warnings: bool = True) -> Any:
-        """Load the settings and configure logging; warnings are logged once, here."""
+        """Load the settings and configure logging; warnings are logged once, here.
+
+        ``log_warnings=False``: a command that logs nothing and prints the warnings itself;
+        logging is not configured (structlog is not even imported).
+        """
         settings = self.load(require_accounts=require_accounts)
+        if not log_warnings:  # the command shows them itself and logs nothing (start-up time)
+            return settings
         from inventory.logs import configure_logging
 
         configure_logging(settings.log_level, settings.log_format)
@@ -385,9 +416,8 @@ _register_commands()
 
 
 def main() -> None:
-    from inventory.logs import configure_logging
-
-    configure_logging()  # until the settings choose: never structlog's defaults, which show locals
+    # Logging is configured by whatever logs (the settings, the demo), not here: structlog costs
+    # `--help` a tenth of a second at start-up. Nothing logs before that, but a crash might.
     try:
         app()
     except KeyboardInterrupt:
@@ -396,5 +426,9 @@ def main() -> None:
     except Exception:  # noqa: BLE001 - a bug: logged scrubbed, frames only, no locals
         import structlog
 
+        from inventory.logs import configure_logging, logging_configured
+
+        if not logging_configured():  # never structlog's defaults, which show locals
+            configure_logging()
         structlog.get_logger("inventory").critical("inventory crashed", exc_info=True)
         sys.exit(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import MutableMapping
 from types import TracebackType
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from structlog.tracebacks import ExceptionDictTransformer
 
 from inventory.redaction import scrub_event
 
-__all__ = ["configure_logging", "exception_frames", "format_exception"]
+__all__ = ["configure_logging", "exception_frames", "format_exception", "logging_configured"]
 
 LogFormat = Literal["auto", "json", "console"]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -100,8 +101,17 @@ def _plain_traceback(sio: Any, exc_info: ExcInfo) -> None:
     sio.write("\n" + format_exception(exc_info))
 
 
+_CONFIGURED = threading.Event()
+
+
+def logging_configured() -> bool:
+    """Whether ``configure_logging`` ran in this process."""
+    return _CONFIGURED.is_set()
+
+
 def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
     """Route structlog and the standard library (SQLAlchemy, Alembic, httpx) to stderr."""
+    _CONFIGURED.set()
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     numeric = logging.getLevelNamesMapping()[level.upper()]
     shared: list[structlog.types.Processor] = [

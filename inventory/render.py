@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from inventory.reports.render import Column, fit_columns, fitted_table, notes
-from inventory.sync import AccountResult
+
+if TYPE_CHECKING:  # not imported at run time: `config check` would load SQLAlchemy for a hint
+    from inventory.sync import AccountResult
 
 __all__ = ["config_table", "results_json", "results_summary", "results_table"]
 

@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 from inventory.redaction import register_secret
 from inventory.settings.accounts import AccountConfig
+from inventory.settings.dburl import parse_database_url
 from inventory.settings.sources import (
     CURRENT_LOAD,
     ENV_PREFIX,
@@ -35,7 +35,6 @@ _DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psy
 _SUPPORTED_DATABASES = (
     "use SQLite (sqlite:///inventory.db) or PostgreSQL (postgresql://user@host/database)"
 )
-_QUERY_PASSWORD = re.compile(r"(?<=[?&]password=)[^&]*", re.IGNORECASE)
 
 
 def _duration(value: object) -> float:
@@ -67,12 +66,9 @@ def _optional_duration(value: object) -> float | None:
 def url_passwords(text: str) -> list[str]:
     """The passwords a database URL holds: its user's, and any ``?password=`` in the query."""
     try:
-        url = make_url(text)
-    except Exception:  # noqa: BLE001 - not a URL: then it holds no password we can find
+        return list(parse_database_url(text).passwords)
+    except ValueError:  # not a URL: then it holds no password we can find
         return []
-    query = url.query.get("password")
-    found = [url.password, *(query if isinstance(query, tuple) else [query])]
-    return [password for password in found if isinstance(password, str) and password]
 
 
 def _lower(value: object) -> object:
@@ -180,17 +176,16 @@ class Settings(BaseSettings):
     @classmethod
     def _mask_password(cls, value: str) -> str:
         try:
-            url = make_url(value)
-        except Exception:  # noqa: BLE001 - ArgumentError or ValueError, whose text may quote the URL
+            url = parse_database_url(value)
+        except ValueError:
             raise ValueError(
                 f"is not a valid SQLAlchemy database URL: {_SUPPORTED_DATABASES}"
             ) from None
         if url.drivername not in _DRIVERS:
             raise ValueError(f"unsupported database {url.drivername!r}: {_SUPPORTED_DATABASES}")
-        for password in url_passwords(value):
+        for password in url.passwords:
             register_secret(password)
-        masked = _QUERY_PASSWORD.sub("***", url.render_as_string(hide_password=True))
-        return _MaskedURL(masked, value)
+        return _MaskedURL(url.masked, value)
 
     @field_validator("api_base_url")
     @classmethod
