@@ -111,14 +111,14 @@ def test_a_crash_inside_a_sync_logs_type_scrubbed_message_and_frames_only(
         frames = boom["frames"]
         assert {frozenset(frame) for frame in frames} == {frozenset({"filename", "lineno", "name"})}
         assert frames[-1]["name"] == "on_page"
-        assert any(frame["name"] == "sync_account" for frame in frames)
+        assert any(frame["name"].endswith("sync_account") for frame in frames)
     else:
         assert "sync crashed" in err
         assert f"PageHandlerError: ('page 1 of portals failed for {REDACTED}'" in err
         assert "caused by:" in err
         assert "UnicodeEncodeError" in err
         assert ", in on_page" in err
-        assert ", in sync_account" in err
+        assert "sync_account" in err  # the frame that caught it
         assert "headers = {" not in err  # no source lines either
 
 
