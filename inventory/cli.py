@@ -76,7 +76,8 @@ err: Any = _LazyConsole(stderr=True)
 def fit_consoles() -> None:
     """Size the consoles for this invocation (the environment may differ from import time)."""
     for console in (out, err):
-        if not console.file.isatty():
+        # one not made yet reads piped_width() when it is (and rich stays unimported till then)
+        if console._console is not None and not console.file.isatty():
             console.width = piped_width()
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from inventory.simulator import SimulatedCloudflare
-from tests.conftest import settings_for
+from tests.support.settings import settings_for
 
 ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from inventory.reports.named import REPORTS
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare
-from tests.test_reports import PORTAL, History, build_history
+from tests.support.history import PORTAL, History, build_history
 from tests.test_reports_cli import _keep_logging, invoke
 
 __all__ = ["_keep_logging"]
