@@ -107,7 +107,9 @@ def test_every_fence_names_its_language_and_every_marker_sits_on_a_block() -> No
 
 def test_blocks_that_cannot_run_here_are_marked() -> None:
     """What this machine cannot do (Docker, systemd, an editor, real Cloudflare) is marked."""
-    needs = re.compile(r"\b(docker|systemctl|journalctl|\$EDITOR|api\.cloudflare\.com|dev\.py)\b")
+    needs = re.compile(
+        r"\b(docker|systemctl|journalctl|\$EDITOR|api\.cloudflare\.com|dev\.py|pipx|pip install)\b"
+    )
     for block in ALL:
         if block.lang in RUN and needs.search(block.text):
             assert block.skip is not None, f"{block.id} cannot run here: mark it with a reason"
