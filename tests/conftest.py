@@ -8,7 +8,8 @@ variants are skipped locally and FAIL under CI (CI=true).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,13 @@ def sim() -> SimulatedCloudflare:
 def api_url(sim: SimulatedCloudflare) -> Iterator[str]:
     with serve_in_thread(sim) as url:
         yield url
+
+
+@pytest.fixture
+def served() -> Iterator[Callable[[SimulatedCloudflare], str]]:
+    """Serve simulators built inside the test; all are shut down afterwards."""
+    with ExitStack() as stack:
+        yield lambda sim: stack.enter_context(serve_in_thread(sim))
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
-from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
+from inventory.simulator import Fault, SimulatedCloudflare
 from tests.support.faultkit import (
     content_state,
     fresh_state,
@@ -212,21 +212,6 @@ CASES = [
         ("403 Forbidden", "Authentication error", "check the API token"),
     ),
 ]
-
-
-@pytest.fixture
-def served() -> Iterator[Callable[[SimulatedCloudflare], str]]:
-    """Serve simulators built inside the test; all are shut down afterwards."""
-    with_stack: list[Any] = []
-
-    def serve(sim: SimulatedCloudflare) -> str:
-        cm = serve_in_thread(sim)
-        with_stack.append(cm)
-        return cm.__enter__()
-
-    yield serve
-    for cm in reversed(with_stack):
-        cm.__exit__(None, None, None)
 
 
 def _requests_of(sim: SimulatedCloudflare, account_id: str) -> int:

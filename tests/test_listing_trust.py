@@ -23,7 +23,7 @@ from inventory.db import models
 from inventory.metrics import Metrics
 from inventory.service import open_client
 from inventory.settings import Settings
-from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
+from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync import AccountResult, Syncer
 from tests.support.faultkit import Clock, content_state, fresh_state, run_row
 from tests.support.settings import settings_for
@@ -92,20 +92,6 @@ def delete(sim: SimulatedCloudflare, account_id: str, endpoint: Endpoint, entity
 
 def detail_requests(sim: SimulatedCloudflare) -> int:
     return sum(1 for r in sim.requests if r.entity_id is not None)
-
-
-@pytest.fixture
-def served() -> Iterator[Callable[[SimulatedCloudflare], str]]:
-    stack: list[Any] = []
-
-    def serve(sim: SimulatedCloudflare) -> str:
-        cm = serve_in_thread(sim)
-        stack.append(cm)
-        return cm.__enter__()
-
-    yield serve
-    for cm in reversed(stack):
-        cm.__exit__(None, None, None)
 
 
 # --- the matrix: case x endpoint x database x result_info ------------------------------------
