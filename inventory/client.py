@@ -44,8 +44,8 @@ from inventory.errors import (
     TransportError,
 )
 from inventory.ratelimit import (
+    Limiter,
     RateLimitBlocked,
-    RateLimiter,
     RateLimiterRegistry,
     read_budget,
     retry_after,
@@ -245,7 +245,7 @@ class CloudflareClient:
         retry_max_time: float | None = None,  # deprecated: the old name of request_deadline
         max_response_bytes: int = 50_000_000,
         verify: bool | str = True,
-        limiter_factory: Callable[[str], RateLimiter] | None = None,
+        limiter_factory: Callable[[str], Limiter] | None = None,
         transport: httpx.BaseTransport | None = None,
         user_agent: str = "inventory/0.1",
         clock: Callable[[], float] = time.monotonic,
@@ -403,7 +403,7 @@ class CloudflareClient:
             call.stats.add(retries=1, rate_limit_wait=call.pending_rate_limit_wait)
         call.pending_rate_limit_wait = None
 
-    def _attempt(self, call: _Call, request: httpx.Request, limiter: RateLimiter) -> Page:
+    def _attempt(self, call: _Call, request: httpx.Request, limiter: Limiter) -> Page:
         first = earliest(call.deadlines)
         budget_left = max(first.remaining(), 0.0)
         try:

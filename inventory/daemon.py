@@ -6,7 +6,10 @@ schedule   one APScheduler job per account (no overlap, missed runs coalesced), 
            max_concurrency at once; intervals are aligned to a fixed epoch and cron times
            are absolute, so every replica shares the same cycles
 replicas   a lock per account for the whole sync (PostgreSQL advisory lock, SQLite lock file);
-           holding it, an account whose run already started in this cycle is skipped
+           holding it, an account whose run already started in this cycle is skipped;
+           on PostgreSQL they share one rate-limit budget per credential (inventory.db.budget)
+fairness   a job that fires syncs whichever due account succeeded longest ago (never first),
+           so when a token's budget cannot cover every account in a cycle, none starves
 runs       every minute: record the outcome of runs whose recording failed, and close as
            abandoned the runs of this host whose process is gone
 shutdown   first signal: schedule nothing more, give running syncs ``grace`` seconds, then
@@ -38,10 +41,11 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from inventory.crontab import CrontabError, cron_trigger
+from inventory.db import models
 from inventory.db.engine import make_engine, sqlite_path
 from inventory.db.migrate import ensure_current, upgrade
 from inventory.errors import ConfigError, InventoryError
@@ -156,6 +160,9 @@ class Daemon:
         self._closed = False  # set under _idle: no job may start any more
         self._idle = threading.Condition()
         self._signals = 0
+        self._due: dict[str, Any] = {}  # accounts whose job fired and that no job took yet
+        self._choosing = threading.Lock()  # guards _due; never held with _idle
+        self._order = {a.id: i for i, a in enumerate(self.accounts)}
 
     def run(self) -> int:
         """Serve until a signal; the exit code (0 after a clean stop)."""
@@ -186,7 +193,7 @@ class Daemon:
                 guard.release()
 
     def _serve(self, engine: Engine) -> int:
-        with open_client(self.settings) as client:
+        with open_client(self.settings, engine) as client:
             syncer = Syncer(
                 engine=engine,
                 client=client,
@@ -227,7 +234,11 @@ class Daemon:
             readiness()  # refreshes the gauges the database knows best
             return self.metrics.render(), CONTENT_TYPE_LATEST
 
-        self.metrics.prepare([a.id for a in self.accounts], {a.id: a.label for a in self.accounts})
+        self.metrics.prepare(
+            [a.id for a in self.accounts],
+            {a.id: a.label for a in self.accounts},
+            credentials={a.id: a.credential_key for a in self.accounts},
+        )
         address = self.settings.metrics_address
         try:
             server = HealthServer(address, Probes(self._healthy, readiness, metrics))
@@ -309,17 +320,58 @@ class Daemon:
         )
 
     def _sync_job(self, syncer: Syncer, account: Any) -> None:
-        with self._idle:
-            if self._closed:
+        """Sync the due account that succeeded longest ago (not necessarily ``account``).
+
+        Every job that fires adds its account to the due set and takes the most starved one
+        out, so the executor's queue runs the cycle's accounts oldest-last-success first; one
+        that turns out skipped (another replica has it, or it is done this cycle) hands the
+        thread to the next.
+        """
+        with self._choosing:
+            self._due[account.id] = account
+        while True:
+            with self._choosing:
+                chosen = self._next_due(syncer.engine)
+            if chosen is None:
                 return
-            self._running.add(account.id)
-        try:
-            trigger = self.triggers.get(account.id, self.schedule)
-            syncer.sync_account(account, cycle_start=cycle_start(trigger, utc_now()))
-        finally:
             with self._idle:
-                self._running.discard(account.id)
-                self._idle.notify_all()
+                if self._closed:
+                    return
+                self._running.add(chosen.id)
+            try:
+                trigger = self.triggers.get(chosen.id, self.schedule)
+                result = syncer.sync_account(chosen, cycle_start=cycle_start(trigger, utc_now()))
+            finally:
+                with self._idle:
+                    self._running.discard(chosen.id)
+                    self._idle.notify_all()
+            if result.status != "skipped":
+                return
+
+    def _next_due(self, engine: Engine) -> Any:
+        """Take the due account with the oldest last success (never synced first); None if none."""
+        with self._idle:
+            running = set(self._running)
+        for gone in set(self._due) - {a.id for a in self.accounts}:
+            del self._due[gone]  # removed from the configuration since its job fired
+        ids = [i for i in self._due if i not in running]
+        if not ids:
+            return None
+        successes: dict[str, datetime | None] = {}
+        try:
+            accounts = models.table_of(models.Account)
+            with engine.connect() as conn:
+                query = select(accounts.c.id, accounts.c.last_success_at)
+                rows = conn.execute(query.where(accounts.c.id.in_(ids))).all()
+                successes = {row[0]: row[1] for row in rows}
+        except SQLAlchemyError:
+            pass  # the configured order then; the sync itself reports the database error
+
+        def starved(i: str) -> tuple[bool, datetime, int]:
+            return successes.get(i) is not None, successes.get(i) or ANCHOR, self._order.get(i, 0)
+
+        oldest = min(ids, key=starved)
+        return self._due.pop(oldest)
 
     def _prune_job(self, syncer: Syncer) -> None:
         """Apply ``history_retention``; on PostgreSQL one replica at a time does it."""
@@ -385,6 +437,7 @@ class Daemon:
         for warning in new.warnings:  # as at start-up: short secrets, deprecated names
             structlog.get_logger("inventory.settings").warning(warning)
         self.settings, self.accounts = new, list(new.accounts)
+        self._order = {a.id: i for i, a in enumerate(self.accounts)}
         self.schedule, self.triggers = schedule, triggers
         self.period = max(cycle_length(t, utc_now()) for t in [schedule, *triggers.values()])
         self.ready_max_age = self.options.ready_max_age or 3 * self.period
@@ -429,7 +482,7 @@ class Daemon:
             scheduler.modify_job(account.id, args=(syncer, account))
             if account_schedule(old, before[account.id]) != schedule:
                 scheduler.reschedule_job(account.id, trigger=trigger)
-        self.metrics.prepare(added)
+        self.metrics.prepare(added, credentials={a.id: a.credential_key for a in self.accounts})
         self._reschedule_prune(syncer)
         if removed:
             try:

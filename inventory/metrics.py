@@ -1,9 +1,12 @@
 """The daemon's Prometheus metrics, in a registry of its own (no global state, one per daemon).
 
-Every series is labelled by account id; ``inventory_account_info`` gives each id its configured
-name (join with ``* on(account) group_left(name) inventory_account_info``), and
-``inventory_build_info`` the version. Counters count what this process did; the last-success
-gauge is refreshed from the database, so every replica reports it whichever replica synced.
+Every series is labelled by account id, but for the per-credential ones (labelled by the
+credential's fingerprint, ``credential_key``, never the credential): accounts that share a token
+share its rate-limit budget, and those series show how it is spent. ``inventory_account_info``
+gives each id its configured name (join with ``* on(account) group_left(name)
+inventory_account_info``), and ``inventory_build_info`` the version. Counters count what this
+process did; the last-success gauge is refreshed from the database, so every replica reports it
+whichever replica synced.
 """
 
 from __future__ import annotations
@@ -87,6 +90,25 @@ class Metrics:
             ["account"],
             registry=r,
         )
+        self.credential_requests = Counter(
+            "inventory_credential_requests",
+            "Cloudflare API requests sent with the credential (all its accounts)",
+            ["credential"],
+            registry=r,
+        )
+        self.credential_rate_limited = Counter(
+            "inventory_credential_rate_limited",
+            "429 responses received for the credential",
+            ["credential"],
+            registry=r,
+        )
+        self.credential_budget_wait_seconds = Counter(
+            "inventory_credential_budget_wait_seconds",
+            "Seconds requests waited for the credential's rate-limit budget (ours, all replicas)",
+            ["credential"],
+            registry=r,
+        )
+        self._credentials: dict[str, str] = {}
         self.last_success = Gauge(
             "inventory_last_success_timestamp_seconds",
             "Unix time of the account's last successful or partial sync (from the database)",
@@ -119,9 +141,21 @@ class Metrics:
         )
         self.build_info.labels(_version(), platform.python_version()).set(1)
 
-    def prepare(self, account_ids: list[str], names: Mapping[str, str] | None = None) -> None:
+    def prepare(
+        self,
+        account_ids: list[str],
+        names: Mapping[str, str] | None = None,
+        *,
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
         """Create the zero series up front, so rate() and absent() work from the first scrape;
-        ``names``: account id -> configured name (else the id)."""
+        ``names``: account id -> configured name (else the id); ``credentials``: account id ->
+        credential fingerprint, for the per-credential series (merged into earlier calls')."""
+        self._credentials.update(credentials or {})
+        for credential in set(self._credentials.values()):
+            self.credential_requests.labels(credential)
+            self.credential_rate_limited.labels(credential)
+            self.credential_budget_wait_seconds.labels(credential)
         for account in account_ids:
             for status in ("succeeded", "partial", "failed", "superseded", "skipped"):
                 self.runs.labels(account, status)
@@ -154,6 +188,10 @@ class Metrics:
         self.rate_limit_waits.labels(account).inc(stats.rate_limit_waits)
         self.rate_limit_wait_seconds.labels(account).inc(stats.rate_limit_wait_seconds)
         self.throttled_seconds.labels(account).inc(stats.throttled_seconds)
+        if (credential := self._credentials.get(account)) is not None:
+            self.credential_requests.labels(credential).inc(stats.requests)
+            self.credential_rate_limited.labels(credential).inc(stats.by_status.get(429, 0))
+            self.credential_budget_wait_seconds.labels(credential).inc(stats.throttled_seconds)
 
     def set_last_success(self, successes: Mapping[str, datetime | None]) -> None:
         for account, at in successes.items():

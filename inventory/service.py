@@ -11,10 +11,11 @@ import structlog
 from sqlalchemy import Engine
 
 from inventory.client import CloudflareClient
+from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
 from inventory.db.migrate import ensure_current
 from inventory.locks import account_locks
-from inventory.ratelimit import RateLimiterRegistry
+from inventory.ratelimit import Limiter, RateLimiterRegistry, SharedRateLimiter
 from inventory.sync import AccountResult, ProgressCallback, Syncer, mark_unconfigured
 
 __all__ = ["open_client", "open_engine", "run_sync"]
@@ -36,10 +37,24 @@ def open_engine(settings: Any, *, check_schema: bool = True, read_only: bool = F
     return engine
 
 
-def open_client(settings: Any) -> CloudflareClient:
-    limiters = RateLimiterRegistry(
-        requests=settings.rate_limit_requests, period=settings.rate_limit_period
-    )
+def open_client(settings: Any, engine: Engine | None = None) -> CloudflareClient:
+    """With a PostgreSQL ``engine``, every process on it shares one budget per credential."""
+    if engine is not None and engine.dialect.name == "postgresql":
+        store = PostgresBudgetStore(engine)
+
+        def shared(credential_key: str) -> Limiter:
+            return SharedRateLimiter(
+                store,
+                credential_key,
+                requests=settings.rate_limit_requests,
+                period=settings.rate_limit_period,
+            )
+
+        limiters = RateLimiterRegistry(shared)
+    else:
+        limiters = RateLimiterRegistry(
+            requests=settings.rate_limit_requests, period=settings.rate_limit_period
+        )
     verify: bool | str = settings.verify_tls
     if not settings.verify_tls:
         structlog.get_logger("inventory").warning(
@@ -114,7 +129,7 @@ def run_sync(
     try:
         with (
             fewer_collections(),
-            open_client(settings) as client,
+            open_client(settings, engine) as client,
             _progress(progress) as on_page,
         ):
             syncer = Syncer(

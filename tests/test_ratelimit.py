@@ -9,6 +9,7 @@ from bisect import bisect_right
 import pytest
 
 from inventory.ratelimit import (
+    Limiter,
     RateLimiter,
     RateLimiterRegistry,
     ServerBudget,
@@ -261,7 +262,7 @@ def test_the_registry_gives_one_limiter_per_key_even_under_contention() -> None:
 
     registry = RateLimiterRegistry(factory)
     barrier = threading.Barrier(8)
-    got: list[RateLimiter] = []
+    got: list[Limiter] = []
 
     def work() -> None:
         barrier.wait()

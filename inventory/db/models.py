@@ -12,9 +12,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
+    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -24,6 +26,7 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from inventory.db.types import JSONValue, UTCDateTime, str32, str64, text_key
@@ -39,6 +42,7 @@ __all__ = [
     "PortalVersion",
     "Prompt",
     "PromptVersion",
+    "RateLimitBudget",
     "RejectedRecord",
     "Server",
     "ServerAbsence",
@@ -56,6 +60,10 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# rate_limit_budgets' arrays; SQLite (never uses the table) stores JSON.
+_TIMES = ARRAY(DateTime(timezone=True)).with_variant(JSON(), "sqlite")
+_COUNTS = ARRAY(Integer()).with_variant(JSON(), "sqlite")
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -139,6 +147,24 @@ class ServerAbsence(Base):
     account_id: Mapped[str32] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     server_id: Mapped[str64] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(BigIntId)  # the run that first found it absent
+
+
+class RateLimitBudget(Base):
+    """One credential's rate-limit window, shared by every replica (used on PostgreSQL only).
+
+    Keyed by the credential's fingerprint (``credential_key``), never the credential. Each batch
+    of slots handed out is one entry of the two arrays: when it stops counting (``batch_ends``:
+    its reservation plus the window and the time to send) and how many slots it holds
+    (``batch_slots``); ``slots_used`` is their sum at the last reservation. See
+    inventory/db/budget.py.
+    """
+
+    __tablename__ = "rate_limit_budgets"
+
+    credential_key: Mapped[str64] = mapped_column(primary_key=True)
+    batch_ends: Mapped[list[datetime]] = mapped_column(_TIMES)
+    batch_slots: Mapped[list[int]] = mapped_column(_COUNTS)
+    slots_used: Mapped[int]
 
 
 class RejectedRecord(Base):

@@ -1,0 +1,154 @@
+"""Three `inventory run` replicas, one PostgreSQL, one token shared by 24 accounts, and a
+simulator that enforces the token's budget the way Cloudflare does (over it: 429 and blocked).
+
+Over several cycles: not one 429, every account synced every cycle, and each cycle's requests
+sent in no more than 1.1 x (requests - budget) / (budget per second) after the first burst.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from inventory.db.engine import make_engine
+from inventory.simulator import SimulatedCloudflare
+from inventory.simulator.server import serve_in_thread
+from tests.support.daemon import Daemon, daemon_env, free_port, runs, wait_until
+from tests.support.db import fresh_pg_database, pg_available
+
+pytestmark = pytest.mark.slow
+
+ACCOUNTS = 24
+BUDGET, WINDOW = 16, 5.0  # Cloudflare's 1,200 per 300 s, scaled down
+REQUESTS_PER_SYNC = 2  # portals and servers, one page each
+# A cycle's 48 requests take three windows (four when it starts with part of the budget spent);
+# then the budget refills before the next cycle.
+INTERVAL = 25.0
+CYCLES = 3
+
+
+@pytest.mark.timeout(600)
+def test_three_replicas_spend_one_budget_without_a_429(tmp_path: Path) -> None:
+    if not pg_available():
+        pytest.skip("PostgreSQL is not reachable")
+    sim = SimulatedCloudflare(
+        seed=7,
+        accounts=ACCOUNTS,
+        portals_per_account=2,
+        servers_per_account=3,
+        unattached_per_account=1,
+        rate_limit=(BUDGET, WINDOW),
+    )
+    with serve_in_thread(sim) as api_url, fresh_pg_database() as url:
+        engine = make_engine(url)
+        try:
+            run(sim, api_url, url, tmp_path, engine)
+        finally:
+            engine.dispose()
+
+
+def run(sim: SimulatedCloudflare, api_url: str, url: str, tmp_path: Path, engine: Engine) -> None:
+    base = daemon_env(
+        sim,
+        api_url,
+        url,
+        tmp_path,
+        sync_interval=INTERVAL,
+        max_concurrency=3,
+        rate_limit_requests=BUDGET,
+        rate_limit_period=WINDOW,
+        log_level="info",
+    )
+    replicas = [
+        Daemon({**base, "INVENTORY_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}, tmp_path)
+        for _ in range(3)
+    ]
+    try:
+        for replica in replicas:
+            replica.wait_serving(timeout=60)
+        wait_until(lambda: all_synced(engine, sim), timeout=6.5 * INTERVAL, every=0.2)
+        first = math.floor(time.time() / INTERVAL) + 1
+        last = first + CYCLES - 1
+        # The cycle after the last one done too: nothing runs until the one after it.
+        wait_until(
+            lambda: cycle_done(engine, sim, last + 1), timeout=(CYCLES + 3) * INTERVAL, every=0.2
+        )
+        metrics = [replica.get("/metrics")[1] for replica in replicas]
+        for replica in replicas:
+            assert replica.stop() == 0, replica.output()
+    finally:
+        for replica in replicas:
+            replica.close()
+
+    records = sorted(sim.requests, key=lambda r: r.time)
+    assert [r for r in records if r.status == 429] == [], "the shared budget was overspent"
+    rows = runs(engine)
+    rate = BUDGET / WINDOW
+    fresh = 0
+    for cycle in range(first, last + 1):
+        start, end = cycle * INTERVAL, (cycle + 1) * INTERVAL
+        synced = {
+            r.account_id
+            for r in rows
+            if start <= r.started_at.timestamp() < end and r.status == "succeeded"
+        }
+        assert synced == set(sim.account_ids), f"cycle {cycle}: not every account synced"
+        times = [r.time for r in records if start <= r.time < end]
+        extra = Counter(
+            (r.account_id, r.endpoint, r.page, r.entity_id, r.status)
+            for r in records
+            if start <= r.time < end
+        )
+        assert len(times) == ACCOUNTS * REQUESTS_PER_SYNC, (
+            f"cycle {cycle}: {[(k, v) for k, v in extra.items() if v > 1 or k[2] != 1]}"
+        )
+        before = [r.time for r in records if r.time < start]
+        if before and times[0] - before[-1] < 1.1 * WINDOW:
+            continue  # the cycle did not start with a full budget: no first burst to time
+        fresh += 1
+        after_burst = times[-1] - times[BUDGET - 1]
+        bound = 1.1 * (len(times) - BUDGET) / rate
+        offsets = " ".join(f"{t - times[0]:.2f}" for t in times)
+        assert after_burst <= bound, (
+            f"cycle {cycle}: {after_burst:.2f} s > {bound:.2f} s: {offsets}"
+        )
+    assert fresh >= CYCLES - 1, "too few cycles started with a full budget"
+    # Every replica counts the credential's requests and 429s (none) under its fingerprint.
+    assert all('inventory_credential_rate_limited_total{credential="' in m for m in metrics)
+    assert not any(sim.api_token in m for m in metrics)
+    sent = sum(_sample(m, "inventory_credential_requests_total") for m in metrics)
+    assert sent == len(records)
+    assert sum(_sample(m, "inventory_credential_rate_limited_total") for m in metrics) == 0
+
+
+def all_synced(engine: Engine, sim: SimulatedCloudflare) -> bool:
+    with engine.connect() as conn:
+        done = conn.execute(
+            text("SELECT count(*) FROM accounts WHERE last_success_at IS NOT NULL")
+        ).scalar_one()
+        running = conn.execute(
+            text("SELECT count(*) FROM sync_runs WHERE status = 'running'")
+        ).scalar_one()
+    return bool(done == len(sim.account_ids) and running == 0)
+
+
+def cycle_done(engine: Engine, sim: SimulatedCloudflare, cycle: int) -> bool:
+    done = {
+        r.account_id
+        for r in runs(engine)
+        if r.status == "succeeded" and cycle * INTERVAL <= r.started_at.timestamp()
+    }
+    return done == set(sim.account_ids) and all_synced(engine, sim)
+
+
+def _sample(exposition: str, name: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith(name + "{")
+    )

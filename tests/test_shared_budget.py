@@ -1,0 +1,170 @@
+"""One rate-limit budget per credential, shared through PostgreSQL (inventory.db.budget).
+
+The store on its own (never more than the budget granted, however many threads ask; what the
+server reports and a block it announces are honoured), and a process SIGKILLed while it holds a
+whole window's slots: the others have the full budget again one window later.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from inventory.db.budget import PostgresBudgetStore
+from inventory.db.engine import make_engine
+from inventory.ratelimit import BudgetAsk, SharedRateLimiter
+
+LIMIT = 20
+
+
+@pytest.fixture
+def pg_engine(pg_database: str | None) -> Iterator[Engine]:
+    if pg_database is None:
+        pytest.skip("PostgreSQL is not reachable")
+    engine = make_engine(pg_database)
+    yield engine
+    engine.dispose()
+
+
+def key() -> str:
+    return f"token:{uuid.uuid4().hex[:12]}"
+
+
+def test_concurrent_batches_never_grant_more_than_the_budget(pg_engine: Engine) -> None:
+    stores = [PostgresBudgetStore(pg_engine) for _ in range(4)]  # four "replicas"
+    credential = key()
+    granted: list[int] = []
+    start = threading.Barrier(8)
+
+    def ask(store: PostgresBudgetStore) -> None:
+        start.wait()
+        for _ in range(5):
+            grant = store.reserve(credential, BudgetAsk(slots=3, limit=LIMIT, span=60.0))
+            granted.append(grant.slots)
+
+    threads = [threading.Thread(target=ask, args=(stores[i % 4],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(granted) == LIMIT
+    spent = stores[0].reserve(credential, BudgetAsk(slots=3, limit=LIMIT, span=60.0))
+    assert spent.slots == 0
+    assert spent.used == LIMIT
+    assert 55 < spent.wait <= 60
+
+
+def test_the_window_frees_its_slots_when_it_ends(pg_engine: Engine) -> None:
+    store, credential = PostgresBudgetStore(pg_engine), key()
+    assert store.reserve(credential, BudgetAsk(slots=LIMIT, limit=LIMIT, span=0.3)).slots == LIMIT
+    spent = store.reserve(credential, BudgetAsk(slots=1, limit=LIMIT, span=0.3))
+    assert spent.slots == 0
+    time.sleep(spent.wait + 0.01)  # the store's own answer: how long the window has left
+    fresh = store.reserve(credential, BudgetAsk(slots=5, limit=LIMIT, span=0.3))
+    assert (fresh.slots, fresh.used) == (5, 5)
+
+
+def test_what_the_server_reports_raises_the_shared_count(pg_engine: Engine) -> None:
+    store, credential = PostgresBudgetStore(pg_engine), key()
+    assert store.reserve(credential, BudgetAsk(slots=2, limit=LIMIT, span=60.0)).used == 2
+    # Another tool spent 15 of the token's 20: only 5 are left, whatever we reserved.
+    grant = store.reserve(credential, BudgetAsk(slots=10, limit=LIMIT, span=60.0, server_used=15))
+    assert (grant.slots, grant.used) == (5, LIMIT)
+    # What the server counted a whole span ago has left its window since: nothing is booked.
+    late = key()
+    stale = BudgetAsk(slots=5, limit=LIMIT, span=60.0, server_used=LIMIT, server_used_age=61.0)
+    assert store.reserve(late, stale).slots == 5
+    # A block the server announces holds every replica, even past the window's own end.
+    other = key()
+    blocked = store.reserve(
+        other, BudgetAsk(slots=1, limit=LIMIT, span=0.1, server_used=LIMIT, blocked_for=30.0)
+    )
+    assert blocked.slots == 0
+    assert 29 < blocked.wait <= 30
+
+
+def test_the_limiter_takes_batches_not_one_round_trip_per_request(pg_engine: Engine) -> None:
+    calls: list[BudgetAsk] = []
+
+    class Counting(PostgresBudgetStore):
+        def reserve(self, credential_key: str, ask: BudgetAsk):  # type: ignore[no-untyped-def]
+            calls.append(ask)
+            return super().reserve(credential_key, ask)
+
+    limiter = SharedRateLimiter(Counting(pg_engine), key(), requests=LIMIT, period=60, batch=5)
+    for _ in range(LIMIT):
+        _, slot = limiter.acquire_slot()
+        limiter.settle(slot)
+    # The probe alone, then batches; a lone thread asks for two at a time.
+    assert calls[0].slots == 1
+    assert len(calls) < LIMIT
+    assert sum(c.slots for c in calls) >= LIMIT
+
+
+VICTIM = """
+import sys, time
+from inventory.db.budget import PostgresBudgetStore
+from inventory.db.engine import make_engine
+from inventory.ratelimit import BudgetAsk
+store = PostgresBudgetStore(make_engine(sys.argv[1]))
+grant = store.reserve(sys.argv[2], BudgetAsk(slots=int(sys.argv[3]), limit=int(sys.argv[3]),
+                                             span=float(sys.argv[4])))
+print("reserved", grant.slots, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_a_replica_killed_holding_slots_frees_them_within_one_window(
+    pg_engine: Engine, pg_database: str
+) -> None:
+    period, credential = 3.0, key()
+    limiter = SharedRateLimiter(
+        PostgresBudgetStore(pg_engine), credential, requests=LIMIT, period=period, batch=5
+    )
+    span = period + 3 * limiter._hold  # what a reservation may hold at most
+    victim = subprocess.Popen(
+        [sys.executable, "-c", VICTIM, pg_database, credential, str(LIMIT), str(span)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert victim.stdout is not None
+        assert victim.stdout.readline().split() == ["reserved", str(LIMIT)]
+        victim.kill()  # SIGKILL: it cannot give anything back
+        victim.wait()
+        killed = time.monotonic()
+        slots = []
+        for _ in range(LIMIT):
+            _, slot = limiter.acquire_slot()
+            limiter.settle(slot)
+            slots.append(slot)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+        if victim.stdout is not None:
+            victim.stdout.close()
+    # Nothing before the victim's window ended, then the whole budget at once.
+    assert slots[0] - killed > 0.5 * period
+    assert slots[-1] - killed <= span + 0.5
+    assert slots[-1] - slots[0] < 0.5 * period
+
+
+def test_slots_never_sent_go_back_to_their_window_only(pg_engine: Engine) -> None:
+    store, credential = PostgresBudgetStore(pg_engine), key()
+    first = store.reserve(credential, BudgetAsk(slots=10, limit=LIMIT, span=60.0))
+    assert first.used == 10
+    # Four were sent, six not: they are free again for every replica.
+    back = BudgetAsk(slots=1, limit=LIMIT, span=60.0, give_back=6, window=first.window)
+    assert store.reserve(credential, back).used == 5
+    # A grant of another window gives nothing back to this one.
+    stale = BudgetAsk(slots=1, limit=LIMIT, span=60.0, give_back=5, window=None)
+    assert store.reserve(credential, stale).used == 6
