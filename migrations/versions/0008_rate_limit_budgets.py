@@ -1,7 +1,7 @@
 """rate_limit_budgets: one rate-limit window per credential fingerprint, shared by replicas
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-30 11:00:00.000000
 
 A new table on both databases; only PostgreSQL deployments use it (a SQLite database has one
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
