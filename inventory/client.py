@@ -289,6 +289,7 @@ class CloudflareClient:
         self.close()
 
     def close(self) -> None:
+        self._limiters.close()
         self._http.close()
 
     def get_page(

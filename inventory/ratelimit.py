@@ -196,6 +196,9 @@ class RateLimiter:
             if self._probe:
                 self._recheck_at = stamp + self._window
 
+    def close(self) -> None:
+        """Nothing to release: the log lives in this process only."""
+
     def _expire(self, now: float) -> None:
         del self._log[: bisect_right(self._log, now - self._window)]
 
@@ -214,6 +217,8 @@ class Limiter(Protocol):
     def settle(self, slot: float) -> None: ...
 
     def observe(self, headers: Mapping[str, str]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,8 @@ class SharedRateLimiter:
         self._lease_end = 0.0  # granted slots must be sent before this
         self._window_id: object = None  # the store's window of the granted slots
         self._unused = 0  # slots a lapsed lease left, given back with the next batch
+        self._timer: threading.Timer | None = None  # gives a lapsed lease's slots back
+        self._closed = False
         self._fetching = False  # one thread at a time asks the store
         self._waiting = 0
         self._calibrated = False  # the probe's answer has been observed
@@ -375,10 +382,12 @@ class SharedRateLimiter:
         if grant.slots:
             self._slots, self._lease_end = grant.slots, granted_at + self._hold
             self._window_id = grant.window
-            if grant.slots > 1:  # what the lease leaves unsent goes back to the others
-                timer = threading.Timer(self._hold, self._give_back, args=(grant.window,))
-                timer.daemon = True
-                timer.start()
+            if grant.slots > 1 and not self._closed:  # what the lease leaves unsent goes back
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = threading.Timer(self._hold, self._give_back, args=(grant.window,))
+                self._timer.daemon = True
+                self._timer.start()
             return False
         return True
 
@@ -386,6 +395,8 @@ class SharedRateLimiter:
         """The lease of the grant for ``window`` is over: return its unsent slots at once, so
         that no other process waits for slots this one no longer needs."""
         with self._cond:
+            if self._closed:
+                return
             if self._window_id is window and self._slots and self._clock() >= self._lease_end:
                 self._unused += self._slots
                 self._slots = 0
@@ -401,6 +412,26 @@ class SharedRateLimiter:
             self._unused = 0
         with contextlib.suppress(Exception):  # not given back: they count until the batch ends
             self._store.reserve(self._key, ask)
+
+    def close(self) -> None:
+        """Give back every slot not sent (one round trip if any); then ask for nothing more."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
+            unused, self._unused, self._slots = self._unused + self._slots, 0, 0
+            ask = BudgetAsk(
+                slots=0,
+                limit=self._limit,
+                span=self._window + 3 * self._hold,
+                give_back=unused,
+                window=self._window_id,
+            )
+        if unused:
+            with contextlib.suppress(Exception):  # not given back: they count until they end
+                self._store.reserve(self._key, ask)
 
     def settle(self, slot: float) -> None:
         """The answer to a request is in: whatever it said has been observed (ends the probe)."""
@@ -456,6 +487,13 @@ class RateLimiterRegistry:
             if limiter is None:
                 limiter = self._limiters[credential_key] = self._factory(credential_key)
             return limiter
+
+    def close(self) -> None:
+        """Close every limiter (a shared one gives back the slots it did not send)."""
+        with self._lock:
+            limiters = list(self._limiters.values())
+        for limiter in limiters:
+            limiter.close()
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,8 @@ def test_the_limiter_takes_batches_not_one_round_trip_per_request(pg_engine: Eng
     for _ in range(LIMIT):
         _, slot = limiter.acquire_slot()
         limiter.settle(slot)
+    for timer in [t for t in threading.enumerate() if isinstance(t, threading.Timer)]:
+        timer.join()  # the unsent slot goes back before the engine is disposed
     # The probe alone, then batches; a lone thread asks for two at a time.
     assert calls[0].slots == 1
     assert len(calls) < LIMIT
@@ -168,3 +170,14 @@ def test_slots_never_sent_go_back_to_their_window_only(pg_engine: Engine) -> Non
     # A grant of another window gives nothing back to this one.
     stale = BudgetAsk(slots=1, limit=LIMIT, span=60.0, give_back=5, window=None)
     assert store.reserve(credential, stale).used == 6
+
+
+def test_closing_gives_back_what_was_not_sent(pg_engine: Engine) -> None:
+    store, credential = PostgresBudgetStore(pg_engine), key()
+    limiter = SharedRateLimiter(store, credential, requests=LIMIT, period=60, batch=5)
+    _, probe = limiter.acquire_slot()
+    limiter.settle(probe)
+    limiter.acquire_slot()  # a batch of two: one sent, one not
+    limiter.close()
+    after = store.reserve(credential, BudgetAsk(slots=0, limit=LIMIT, span=60.0))
+    assert after.used == 2  # the probe and the one sent
