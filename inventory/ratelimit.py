@@ -258,7 +258,9 @@ class SharedRateLimiter:
     for ``period + 3 * hold`` after it was reserved (the window, plus the time to send its
     requests and for them to reach the server: a round trip and the way there are assumed to
     take less than ``2 * hold``), so a process that dies holds nothing for longer than that.
-    The store's answer says how long to wait when the window is spent.
+    The store's answer says how long to wait when the window is spent; a waiting limiter asks
+    again after one ``hold`` at most, since slots that other processes leave unsent come back
+    within that time.
 
     As with ``RateLimiter``: the first request goes alone (the *probe*), the others wait for
     its answer; the server's ``Ratelimit`` headers correct the shared count upwards (another
@@ -374,7 +376,9 @@ class SharedRateLimiter:
             grant = self._store.reserve(self._key, ask)
             granted_at = self._clock()
             if grant.slots == 0:
-                self._sleep(max(grant.wait, 0.001))
+                # Ask again after one lease at most: other processes give back what their lease
+                # left unsent within ``hold``, and those slots are spendable in this window.
+                self._sleep(max(min(grant.wait, self._hold), 0.001))
         finally:
             self._cond.acquire()
             self._fetching = False
