@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.workloads import WORKLOADS
-from inventory.client import CloudflareClient
+from inventory.cloudflare.client import CloudflareClient
 from inventory.db.engine import make_engine
 from inventory.db.migrate import upgrade
 from inventory.settings import AccountConfig

@@ -26,11 +26,11 @@ from typing import Any
 
 from benchmarks.databases import Databases, pg_available
 from benchmarks.workloads import WORKLOADS
-from inventory.client import CloudflareClient
+from inventory.cloudflare.client import CloudflareClient
+from inventory.cloudflare.ratelimit import Limiter, SharedRateLimiter
 from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
 from inventory.locks import account_locks
-from inventory.ratelimit import Limiter, SharedRateLimiter
 from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from inventory.sync import Syncer

@@ -24,12 +24,12 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from inventory.client import CloudflareClient, Page
+from inventory.cloudflare.client import CloudflareClient, Page
+from inventory.cloudflare.listing import listing_path
+from inventory.cloudflare.ratelimit import read_budget
 from inventory.db.engine import make_engine, sqlite_path
 from inventory.db.migrate import head_revision, known_revision
 from inventory.errors import ApiError, BadResponseError, FetchError, TransportError
-from inventory.fetch import listing_path
-from inventory.ratelimit import read_budget
 
 __all__ = ["Check", "Status", "check_account", "check_database", "doctor_lines", "run_doctor"]
 

@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from inventory.client import RequestStats
+from inventory.cloudflare.client import RequestStats
 from inventory.sync import AccountResult
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]

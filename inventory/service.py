@@ -10,12 +10,12 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 
-from inventory.client import CloudflareClient
+from inventory.cloudflare.client import CloudflareClient
+from inventory.cloudflare.ratelimit import Limiter, RateLimiterRegistry, SharedRateLimiter
 from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
 from inventory.db.migrate import ensure_current
 from inventory.locks import account_locks
-from inventory.ratelimit import Limiter, RateLimiterRegistry, SharedRateLimiter
 from inventory.sync import AccountResult, ProgressCallback, Syncer, mark_unconfigured
 
 __all__ = ["open_client", "open_engine", "run_sync"]

@@ -39,17 +39,17 @@ import structlog
 from sqlalchemy import Connection, Engine, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from inventory.client import CloudflareClient, RequestStats
-from inventory.confirm import Confirmation, confirm_deletions, listed_ids
+from inventory.cloudflare.client import CloudflareClient, RequestStats
+from inventory.cloudflare.confirm import Confirmation, confirm_deletions, listed_ids
+from inventory.cloudflare.deadline import Deadline
+from inventory.cloudflare.listing import Endpoint, Listing, fetch_listing
 from inventory.db import models
 from inventory.db.absences import read_absences, read_stored_ids, write_absences
 from inventory.db.load import TABLES, apply_changes, read_observed, read_stored, record_rejections
 from inventory.db.memo import memo_value, read_memo
 from inventory.db.runs import abandon_runs, check_fence, finish_run, open_run
-from inventory.deadline import Deadline
 from inventory.diff import ChangeSet, diff_snapshot, portal_only_absences
 from inventory.errors import DeadlineError, FetchError, InventoryError
-from inventory.fetch import Endpoint, Listing, fetch_listing
 from inventory.redaction import scrub_text
 from inventory.transform import TransformResult, transform_account
 

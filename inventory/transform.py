@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from inventory.schema import AUTH_TYPES, STATUSES, Portal, PortalServer, Server
+from inventory.cloudflare.models import AUTH_TYPES, STATUSES, Portal, PortalServer, Server
 
 __all__ = [
     "KINDS",

@@ -19,7 +19,8 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from inventory.client import RETRY_STATUSES, CloudflareClient, RequestStats
+from inventory.cloudflare.client import RETRY_STATUSES, CloudflareClient, RequestStats
+from inventory.cloudflare.ratelimit import RateLimiter
 from inventory.errors import (
     ApiError,
     AuthError,
@@ -28,7 +29,6 @@ from inventory.errors import (
     FetchError,
     TransportError,
 )
-from inventory.ratelimit import RateLimiter
 from inventory.simulator import Fault, SimulatedCloudflare
 from tests.support.api import (
     BrokenStream,

@@ -23,12 +23,12 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from inventory.cli import app
-from inventory.client import CloudflareClient, RequestStats
+from inventory.cloudflare.client import CloudflareClient, RequestStats
+from inventory.cloudflare.deadline import Deadline
+from inventory.cloudflare.ratelimit import RateLimiter
 from inventory.db import models
 from inventory.db.engine import make_engine
-from inventory.deadline import Deadline
 from inventory.errors import ConfigError, DeadlineError
-from inventory.ratelimit import RateLimiter
 from inventory.service import run_sync
 from inventory.settings import Settings, load_settings
 from inventory.simulator import Fault, SimulatedCloudflare

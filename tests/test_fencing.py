@@ -27,7 +27,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, event, select, text
 from sqlalchemy.exc import IntegrityError
 
-from inventory.client import CloudflareClient
+from inventory.cloudflare.client import CloudflareClient
 from inventory.daemon import Daemon, DaemonOptions
 from inventory.db import models
 from inventory.db.engine import make_engine

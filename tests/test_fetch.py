@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from inventory.client import CloudflareClient, RequestStats
+from inventory.cloudflare.client import CloudflareClient, RequestStats
+from inventory.cloudflare.listing import Endpoint, Listing, fetch_listing, listing_path
 from inventory.errors import AuthError, BadResponseError, PagingError
-from inventory.fetch import Endpoint, Listing, fetch_listing, listing_path
 from inventory.simulator import Fault, SimulatedCloudflare
 from tests.support.api import SimulatorTransport, json_reply
 

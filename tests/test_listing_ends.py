@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from inventory.client import NOT_FOUND_CODES, CloudflareClient
+from inventory.cloudflare.client import NOT_FOUND_CODES, CloudflareClient
+from inventory.cloudflare.listing import Endpoint, Listing, detail_path, fetch_listing
 from inventory.errors import ApiError, BadResponseError
-from inventory.fetch import Endpoint, Listing, detail_path, fetch_listing
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.simulator.transport import BASE_URL, mock_transport
 

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
-from inventory.client import RequestStats
+from inventory.cloudflare.client import RequestStats
 from inventory.db.engine import make_engine
 from inventory.health import HealthServer, Probes, Readiness, check_readiness, probe
 from inventory.metrics import CONTENT_TYPE_LATEST, Metrics

@@ -8,7 +8,7 @@ from bisect import bisect_right
 
 import pytest
 
-from inventory.ratelimit import (
+from inventory.cloudflare.ratelimit import (
     Limiter,
     RateLimiter,
     RateLimiterRegistry,

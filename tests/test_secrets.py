@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
 
-from inventory.client import CloudflareClient
+from inventory.cloudflare.client import CloudflareClient
 from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.errors import ApiError, TransportError

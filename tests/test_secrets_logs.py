@@ -21,7 +21,7 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from inventory.cli import app
-from inventory.client import CloudflareClient
+from inventory.cloudflare.client import CloudflareClient
 from inventory.db import models
 from inventory.errors import AuthError
 from inventory.logs import configure_logging

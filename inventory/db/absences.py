@@ -1,7 +1,8 @@
 """What the deletion check needs from the database: stored ids, and portal-only absences.
 
 Stored portals and servers that a listing no longer shows are the candidates the sync confirms
-through the detail routes before anything is deleted (``inventory.confirm``). A server only
+through the detail routes before anything is deleted
+(``inventory.cloudflare.confirm``). A server only
 portals showed (``source = 'portal'``) cannot be confirmed that way; ``server_absences`` keeps
 which of those the last complete sync found in no portal (see ``models.ServerAbsence``).
 """

@@ -17,7 +17,7 @@ is not the end. A listing ends only where the data ends:
 paged is still returned, marked ``consistent=False`` with the reasons, so the caller can keep it
 from deleting anything. What a consistent-looking listing may still have missed (an item deleted
 from an already-served page shifts the rest left by one) is caught by the caller, which confirms
-every deletion through the detail routes before recording it (``inventory.confirm``).
+every deletion through the detail routes before recording it (``inventory.cloudflare.confirm``).
 
 Unchanged pages: given the digests of the pages a previous clean run read (``known``), a page
 whose body is byte for byte the one read then is not decoded. A listing whose every page matches,
@@ -34,8 +34,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 from urllib.parse import quote
 
-from inventory.client import CloudflareClient, Page, RequestStats
-from inventory.deadline import Deadline
+from inventory.cloudflare.client import CloudflareClient, Page, RequestStats
+from inventory.cloudflare.deadline import Deadline
 from inventory.errors import ApiError, BadResponseError, PagingError
 
 __all__ = ["Endpoint", "Listing", "detail_path", "fetch_listing", "listing_path"]

@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inventory.client import CloudflareClient, Detail, RequestStats
-from inventory.deadline import Deadline
-from inventory.fetch import Endpoint, Listing, detail_path
+from inventory.cloudflare.client import CloudflareClient, Detail, RequestStats
+from inventory.cloudflare.deadline import Deadline
+from inventory.cloudflare.listing import Endpoint, Listing, detail_path
 
 __all__ = ["Confirmation", "confirm_deletions", "listed_ids"]
 

@@ -8,7 +8,8 @@
 
 Each call is bounded by ``request_deadline`` (connect, headers, the whole body and every retry)
 and by the caller's deadline if it passes one (the account's), whichever ends first; time spent
-waiting for rate-limit budget counts toward neither (``inventory.deadline``). ``read_timeout``
+waiting for rate-limit budget counts toward neither (``inventory.cloudflare.deadline``).
+``read_timeout``
 stays the limit for each chunk.
 
 Every failure leaves as an ``inventory.errors.FetchError`` whose message names the request, what
@@ -33,8 +34,15 @@ import httpx
 import stamina
 import structlog
 
-from inventory.deadline import Deadline, bounded_io, cut_by_deadline, earliest, within
-from inventory.envelope import cloudflare_errors, decode_envelope, decode_known, digest
+from inventory.cloudflare.deadline import Deadline, bounded_io, cut_by_deadline, earliest, within
+from inventory.cloudflare.envelope import cloudflare_errors, decode_envelope, decode_known, digest
+from inventory.cloudflare.ratelimit import (
+    Limiter,
+    RateLimitBlocked,
+    RateLimiterRegistry,
+    read_budget,
+    retry_after,
+)
 from inventory.errors import (
     ApiError,
     AuthError,
@@ -42,13 +50,6 @@ from inventory.errors import (
     DeadlineError,
     FetchError,
     TransportError,
-)
-from inventory.ratelimit import (
-    Limiter,
-    RateLimitBlocked,
-    RateLimiterRegistry,
-    read_budget,
-    retry_after,
 )
 
 __all__ = [
@@ -127,7 +128,7 @@ class RequestStats:
                 self.by_status[status] = self.by_status.get(status, 0) + 1
 
 
-log = structlog.get_logger("inventory.client")
+log = structlog.get_logger("inventory.cloudflare.client")
 # stamina's own retry line names the retried code ("<context block>") and the exception class;
 # ours (in _retry_wait) names the account and the URL instead.
 stamina.instrumentation.set_on_retry_hooks([])
