@@ -27,7 +27,8 @@ from typing import Any
 from benchmarks.databases import Databases, pg_available
 from benchmarks.workloads import WORKLOADS
 from inventory.cloudflare.client import CloudflareClient
-from inventory.cloudflare.ratelimit import Limiter, SharedRateLimiter
+from inventory.cloudflare.ratelimit import Limiter
+from inventory.cloudflare.shared_budget import SharedRateLimiter
 from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
 from inventory.locks import account_locks

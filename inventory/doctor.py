@@ -24,9 +24,9 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from inventory.cloudflare.budget_headers import read_budget
 from inventory.cloudflare.client import CloudflareClient, Page
 from inventory.cloudflare.listing import listing_path
-from inventory.cloudflare.ratelimit import read_budget
 from inventory.db.engine import make_engine, sqlite_path
 from inventory.db.migrate import head_revision, known_revision
 from inventory.errors import ApiError, BadResponseError, FetchError, TransportError

@@ -11,7 +11,8 @@ import structlog
 from sqlalchemy import Engine
 
 from inventory.cloudflare.client import CloudflareClient
-from inventory.cloudflare.ratelimit import Limiter, RateLimiterRegistry, SharedRateLimiter
+from inventory.cloudflare.ratelimit import Limiter, RateLimiterRegistry
+from inventory.cloudflare.shared_budget import SharedRateLimiter
 from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
 from inventory.db.migrate import ensure_current

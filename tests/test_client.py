@@ -19,8 +19,9 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from inventory.cloudflare.client import RETRY_STATUSES, CloudflareClient, RequestStats
+from inventory.cloudflare.client import CloudflareClient, RequestStats
 from inventory.cloudflare.ratelimit import RateLimiter
+from inventory.cloudflare.retry import RETRY_STATUSES
 from inventory.errors import (
     ApiError,
     AuthError,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +24,9 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select, text
 
 from inventory.cloudflare.client import CloudflareClient
+from inventory.cloudflare.envelope import MAX_DEPTH, decode_envelope
 from inventory.db import models
+from inventory.errors import BadResponseError, FetchError
 from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from inventory.sync import AccountResult, Syncer
@@ -338,6 +342,46 @@ def test_deeply_nested_tool_schemas_are_stored_or_quarantined(
     assert result.status in ("succeeded", "partial"), result.error
     stored = _stored_ids(engine, "servers", result.account_id)
     assert stored == {"srv-1"} or result.rejected == 1
+
+
+class _Call:
+    what = "GET /accounts/x/access/ai-controls/mcp/servers?page=1"
+
+    def error(self, cls: type[FetchError], text: str, **kwargs: Any) -> FetchError:
+        return cls(text, url="/x", **kwargs)
+
+
+def test_deep_json_is_decoded_without_touching_the_recursion_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Other sync threads run meanwhile: nothing process-wide may change while one page decodes.
+    limit = sys.getrecursionlimit()
+    changes: list[object] = []
+    monkeypatch.setattr(sys, "setrecursionlimit", changes.append)
+
+    def stack_size(*size: int) -> int:
+        changes.append(size)
+        return 0
+
+    monkeypatch.setattr(threading, "stack_size", stack_size)
+    body = b'{"success":true,"result":[' + _deep(20_000) + b"]}"
+    envelope = decode_envelope(body, call=_Call(), status_code=200)
+    value, depth = envelope["result"][0], 0
+    while value:
+        value, depth = value["a"], depth + 1
+    assert depth == 20_000
+    assert changes == []
+    assert sys.getrecursionlimit() == limit
+
+
+def test_json_nested_deeper_than_the_limit_is_refused_clearly() -> None:
+    body = b'{"success":true,"result":[' + b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1) + b"]}"
+    with pytest.raises(BadResponseError) as caught:
+        decode_envelope(body, call=_Call(), status_code=200)
+    assert str(caught.value) == (
+        f"unusable JSON from {_Call.what}: JSON nested deeper than {MAX_DEPTH:,} levels"
+    )
+    assert not isinstance(caught.value.__context__, RecursionError)
 
 
 def test_odd_but_valid_records_are_stored_as_sent(

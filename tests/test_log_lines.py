@@ -10,7 +10,7 @@ from inventory.simulator.faults import Fault
 from tests.support.daemon import daemon_env, running, wait_until
 from tests.test_cli import accounts_env, run
 
-INTERNAL = ("<context block>", "_RetryableError", "stamina.retry_scheduled")
+INTERNAL = ("<context block>", "RetryableError", "stamina.retry_scheduled")
 
 
 def events(text: str, name: str) -> list[dict[str, object]]:

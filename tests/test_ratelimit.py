@@ -8,14 +8,8 @@ from bisect import bisect_right
 
 import pytest
 
-from inventory.cloudflare.ratelimit import (
-    Limiter,
-    RateLimiter,
-    RateLimiterRegistry,
-    ServerBudget,
-    read_budget,
-    retry_after,
-)
+from inventory.cloudflare.budget_headers import ServerBudget, read_budget, retry_after
+from inventory.cloudflare.ratelimit import Limiter, RateLimiter, RateLimiterRegistry
 
 
 class FakeClock:

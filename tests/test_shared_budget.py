@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from inventory.cloudflare.ratelimit import BudgetAsk, SharedRateLimiter
+from inventory.cloudflare.shared_budget import BudgetAsk, SharedRateLimiter
 from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
 
@@ -114,7 +114,7 @@ VICTIM = """
 import sys, time
 from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
-from inventory.cloudflare.ratelimit import BudgetAsk
+from inventory.cloudflare.shared_budget import BudgetAsk
 store = PostgresBudgetStore(make_engine(sys.argv[1]))
 grant = store.reserve(sys.argv[2], BudgetAsk(slots=int(sys.argv[3]), limit=int(sys.argv[3]),
                                              span=float(sys.argv[4])))

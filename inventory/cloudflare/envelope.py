@@ -1,8 +1,12 @@
 """Cloudflare's JSON envelope from a response body: strict, and as fast as ``json.loads``.
 
 Duplicate envelope keys, non-standard literals (NaN, Infinity), bodies that are not UTF-8 and
-envelopes without ``success: true`` and a ``result`` list are errors in an operator's words. A
-document nested deeper than the recursion limit is decoded in a thread with room for it.
+envelopes without ``success: true`` and a ``result`` list are errors in an operator's words.
+
+A value nested deeper than the C decoder goes (it stops at the recursion limit) is decoded again
+by a decoder that keeps its own stack instead of Python's, so one deep tool schema is quarantined
+by the transform instead of failing the whole page, and nothing process-wide changes while other
+sync threads run. Past ``MAX_DEPTH`` levels the body is refused as unusable JSON.
 """
 
 from __future__ import annotations
@@ -10,14 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
-import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from inventory.errors import ApiError, BadResponseError, FetchError
 
-__all__ = ["Caller", "cloudflare_errors", "decode_envelope", "decode_known", "digest", "kind"]
+__all__ = ["MAX_DEPTH", "Caller", "cloudflare_errors", "decode_envelope", "digest", "kind"]
+
+MAX_DEPTH = 50_000  # levels of nesting decoded at most; deeper is refused
 
 
 class Caller(Protocol):
@@ -31,14 +35,6 @@ class Caller(Protocol):
 def digest(body: bytes) -> str:
     """A short fingerprint of a response body: equal bytes, equal digest."""
     return hashlib.blake2b(body, digest_size=16).hexdigest()
-
-
-def decode_known(body: bytes) -> dict[str, Any]:
-    """Decode a body that ``decode_envelope`` accepted before (its digest says so)."""
-    document, _ = _loads(body.decode("utf-8"), _refuse_constant)
-    if not isinstance(document, dict):  # pragma: no cover - it was checked when first read
-        raise TypeError("not an envelope")
-    return document
 
 
 def _refuse_constant(name: str) -> Any:
@@ -100,7 +96,7 @@ def _decode_json(call: Caller, body: bytes, status: str) -> Any:
         raise call.error(
             BadResponseError, f"{what} at byte {at} from {call.what} ({status})"
         ) from None
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise call.error(BadResponseError, f"unusable JSON from {call.what}: {exc}") from None
     if dupes := duplicates & {"success", "result"}:
         raise call.error(
@@ -110,13 +106,10 @@ def _decode_json(call: Caller, body: bytes, status: str) -> Any:
     return document
 
 
-_DEEP_LOCK = threading.Lock()
-_DEEP_RECURSION_LIMIT = 50_000
-_DEEP_STACK_BYTES = 512 * 1024 * 1024
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
-def _parse(text: str, constant: Callable[[str], Any]) -> tuple[Any, set[str]]:
+def _loads(text: str, constant: Callable[[str], Any]) -> tuple[Any, set[str]]:
     """Decode, noting keys the top-level object repeats (json keeps the last one silently).
 
     Only the envelope's own keys are walked here; every value is decoded by the C decoder, so
@@ -125,7 +118,8 @@ def _parse(text: str, constant: Callable[[str], Any]) -> tuple[Any, set[str]]:
     decoder = json.JSONDecoder(parse_constant=constant)
     pos = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
     if not text.startswith("{", pos):
-        return decoder.decode(text), set()
+        value, end = _value(decoder, text, pos, constant)
+        return _finish(text, end, value, set())
     document: dict[str, Any] = {}
     duplicates: set[str] = set()
     pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
@@ -141,7 +135,7 @@ def _parse(text: str, constant: Callable[[str], Any]) -> tuple[Any, set[str]]:
         if not text.startswith(":", pos):
             raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
         pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
-        value, pos = decoder.raw_decode(text, pos)
+        value, pos = _value(decoder, text, pos, constant)
         if key in document:
             duplicates.add(key)
         document[key] = value
@@ -153,44 +147,111 @@ def _parse(text: str, constant: Callable[[str], Any]) -> tuple[Any, set[str]]:
         pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
 
 
-def _finish(
-    text: str, pos: int, document: dict[str, Any], duplicates: set[str]
-) -> tuple[Any, set[str]]:
+def _finish(text: str, pos: int, document: Any, duplicates: set[str]) -> tuple[Any, set[str]]:
     if _SPACE.match(text, pos).end() != len(text):  # type: ignore[union-attr]
         raise json.JSONDecodeError("Extra data", text, pos)
     return document, duplicates
 
 
-def _loads(text: str, constant: Callable[[str], Any]) -> tuple[Any, set[str]]:
-    """_parse; a document nested deeper than the recursion limit is decoded in a thread with
-    room for it, so that one deep tool schema is quarantined by the transform instead of
-    failing the whole page."""
+def _value(
+    decoder: json.JSONDecoder, text: str, pos: int, constant: Callable[[str], Any]
+) -> tuple[Any, int]:
     try:
-        return _parse(text, constant)
-    except RecursionError:
-        pass
-    result: list[tuple[Any, set[str]]] = []
-    failure: list[BaseException] = []
+        return decoder.raw_decode(text, pos)
+    except RecursionError:  # nested deeper than the C decoder goes: no recursion here
+        return _decode_deep(text, pos, constant)
 
-    def decode() -> None:
-        try:
-            result.append(_parse(text, constant))
-        except (ValueError, RecursionError) as exc:
-            failure.append(exc)
 
-    with _DEEP_LOCK:
-        old_limit, old_stack = sys.getrecursionlimit(), threading.stack_size(_DEEP_STACK_BYTES)
-        sys.setrecursionlimit(max(old_limit, _DEEP_RECURSION_LIMIT))
-        try:
-            worker = threading.Thread(target=decode, name="deep-json")
-            worker.start()
-            worker.join()
-        finally:
-            threading.stack_size(old_stack)
-            sys.setrecursionlimit(old_limit)
-    if failure:
-        raise failure[0]
-    return result[0]
+_NUMBER = re.compile(r"(-?(?:0|[1-9]\d*))(\.\d+)?([eE][-+]?\d+)?")
+_LITERALS = (("null", None), ("true", True), ("false", False))
+_CONSTANTS = ("NaN", "Infinity", "-Infinity")
+
+
+_Open = list[tuple[dict[str, Any] | list[Any], str]]  # containers being filled, pending keys
+
+
+def _decode_deep(text: str, pos: int, constant: Callable[[str], Any]) -> tuple[Any, int]:
+    """``raw_decode`` with its own stack: any depth up to MAX_DEPTH, the same values and errors."""
+    stack: _Open = []
+    while True:
+        opened, value, pos = _begin(text, pos, stack, constant)
+        if opened:
+            continue
+        while stack and _put(text, pos, stack, value):  # the container ends here
+            value, pos = stack.pop()[0], _SPACE.match(text, pos).end() + 1  # type: ignore[union-attr]
+        if not stack:
+            return value, pos
+        pos = _SPACE.match(text, pos).end() + 1  # type: ignore[union-attr]  # past the comma
+        if isinstance(stack[-1][0], dict):
+            pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+            key, pos = _key(text, pos)
+            stack[-1] = (stack[-1][0], key)
+
+
+def _begin(
+    text: str, pos: int, stack: _Open, constant: Callable[[str], Any]
+) -> tuple[bool, Any, int]:
+    """Open a non-empty container (True), or read a whole value (False, the value)."""
+    pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+    opener = text[pos : pos + 1]
+    if opener not in ("{", "["):
+        value, pos = _scalar(text, pos, constant)
+        return False, value, pos
+    pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+    if text.startswith("}" if opener == "{" else "]", pos):
+        return False, {} if opener == "{" else [], pos + 1
+    if len(stack) >= MAX_DEPTH:
+        raise ValueError(f"JSON nested deeper than {MAX_DEPTH:,} levels")
+    key = ""
+    if opener == "{":
+        key, pos = _key(text, pos)
+    stack.append(({} if opener == "{" else [], key))
+    return True, None, pos
+
+
+def _put(text: str, pos: int, stack: _Open, value: Any) -> bool:
+    """Put ``value`` in the innermost container; True if the container ends next, False if a
+    comma follows."""
+    container, key = stack[-1]
+    if isinstance(container, dict):
+        container[key] = value
+    else:
+        container.append(value)
+    pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+    if text.startswith(",", pos):
+        return False
+    if not text.startswith("}" if isinstance(container, dict) else "]", pos):
+        raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+    return True
+
+
+def _key(text: str, pos: int) -> tuple[str, int]:
+    """An object's key and the position after its ':'."""
+    if not text.startswith('"', pos):
+        raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, pos)
+    key, pos = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+    pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+    if not text.startswith(":", pos):
+        raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
+    return key, pos + 1
+
+
+def _scalar(text: str, pos: int, constant: Callable[[str], Any]) -> tuple[Any, int]:
+    if text.startswith('"', pos):
+        string: tuple[str, int] = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+        return string
+    if number := _NUMBER.match(text, pos):
+        integer, fraction, exponent = number.groups()
+        if fraction or exponent:
+            return float(integer + (fraction or "") + (exponent or "")), number.end()
+        return int(integer), number.end()
+    for literal, value in _LITERALS:
+        if text.startswith(literal, pos):
+            return value, pos + len(literal)
+    for name in _CONSTANTS:
+        if text.startswith(name, pos):
+            return constant(name), pos + len(name)
+    raise json.JSONDecodeError("Expecting value", text, pos)
 
 
 def kind(value: object) -> str:

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 from urllib.parse import quote
 
-from inventory.cloudflare.client import CloudflareClient, Page, RequestStats
+from inventory.cloudflare.body import Page
+from inventory.cloudflare.client import CloudflareClient, RequestStats
 from inventory.cloudflare.deadline import Deadline
 from inventory.errors import ApiError, BadResponseError, PagingError
 
@@ -115,7 +116,6 @@ def fetch_listing(
                 headers=headers,
                 credential_key=credential_key,
                 stats=stats,
-                known=(expected,) if expected is not None else (),
                 deadline=deadline,
             )
         except ApiError as exc:
@@ -126,7 +126,7 @@ def fetch_listing(
             return replace(listing, digests=tuple(digests), per_page=per_page, end_error=str(exc))
         digests.append(response.digest)
         what = f"{path}?page={page}"
-        if response.envelope is None:  # the body read at this page last time
+        if response.digest == expected:  # the body read at this page last time: not decoded
             held.append(response)
             if on_page is not None:
                 on_page(endpoint, page, 0)
