@@ -28,7 +28,7 @@ from inventory.db.engine import make_engine
 from inventory.db.migrate import upgrade
 from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
-from inventory.sync import AccountResult, Syncer
+from inventory.sync.syncer import AccountResult, Syncer
 
 __all__ = ["main", "measure"]
 

@@ -31,10 +31,10 @@ from inventory.cloudflare.ratelimit import Limiter
 from inventory.cloudflare.shared_budget import SharedRateLimiter
 from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
-from inventory.locks import account_locks
+from inventory.db.locks import account_locks
 from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
-from inventory.sync import Syncer
+from inventory.sync.syncer import Syncer
 
 __all__ = ["main", "measure"]
 

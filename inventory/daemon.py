@@ -47,15 +47,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from inventory.crontab import CrontabError, cron_trigger
 from inventory.db import models
 from inventory.db.engine import make_engine, sqlite_path
+from inventory.db.locks import SingleDaemonLock, account_locks
 from inventory.db.migrate import ensure_current, upgrade
 from inventory.errors import ConfigError, InventoryError
 from inventory.health import HealthServer, Probes, Readiness, check_readiness
-from inventory.locks import SingleDaemonLock, account_locks
 from inventory.logs import configure_logging
 from inventory.metrics import CONTENT_TYPE_LATEST, Metrics
 from inventory.reload import compare_settings
 from inventory.service import fewer_collections, open_client
-from inventory.sync import Syncer, close_abandoned_runs, mark_unconfigured, utc_now
+from inventory.sync.syncer import Syncer, close_abandoned_runs, mark_unconfigured, utc_now
 
 __all__ = ["Daemon", "DaemonOptions", "account_schedule", "cycle_start", "schedule_trigger"]
 
@@ -375,7 +375,7 @@ class Daemon:
 
     def _prune_job(self, syncer: Syncer) -> None:
         """Apply ``history_retention``; on PostgreSQL one replica at a time does it."""
-        from inventory.reports.prune import prune_history
+        from inventory.db.retention import prune_history
 
         try:
             with syncer.locks.hold("prune") if syncer.locks is not None else _held() as taken:

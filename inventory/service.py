@@ -15,9 +15,9 @@ from inventory.cloudflare.ratelimit import Limiter, RateLimiterRegistry
 from inventory.cloudflare.shared_budget import SharedRateLimiter
 from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
+from inventory.db.locks import account_locks
 from inventory.db.migrate import ensure_current
-from inventory.locks import account_locks
-from inventory.sync import AccountResult, ProgressCallback, Syncer, mark_unconfigured
+from inventory.sync.syncer import AccountResult, ProgressCallback, Syncer, mark_unconfigured
 
 __all__ = ["open_client", "open_engine", "run_sync"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from inventory.diff import ChangeSet, KindChanges, diff_snapshot, portal_only_absences
-from inventory.transform import (
+from inventory.sync.diff import ChangeSet, KindChanges, diff_snapshot, portal_only_absences
+from inventory.sync.transform import (
     KINDS,
     Coverage,
     Key,

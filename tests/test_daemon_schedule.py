@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from inventory.daemon import Daemon, DaemonOptions, account_schedule
 from inventory.service import open_client
 from inventory.simulator import SimulatedCloudflare
-from inventory.sync import Syncer
+from inventory.sync.syncer import Syncer
 from tests.support.daemon import daemon_env, running, wait_until
 from tests.support.settings import settings_for
 

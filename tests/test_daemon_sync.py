@@ -16,10 +16,10 @@ from sqlalchemy import Engine, insert, select, text
 from inventory.daemon import AlignedInterval, cycle_start, schedule_trigger
 from inventory.db import models
 from inventory.db.engine import make_engine
-from inventory.locks import AdvisoryLocks, AlreadyRunningError, SingleDaemonLock, advisory_key
+from inventory.db.locks import AdvisoryLocks, AlreadyRunningError, SingleDaemonLock, advisory_key
 from inventory.service import open_client
 from inventory.settings import Settings
-from inventory.sync import Syncer
+from inventory.sync.syncer import Syncer
 from tests.support.daemon import free_port
 
 # Advisory locks are PostgreSQL's: these tests take only the db_url fixture's PostgreSQL variant.

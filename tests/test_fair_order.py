@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from inventory.daemon import Daemon, DaemonOptions
 from inventory.service import open_client
 from inventory.simulator import SimulatedCloudflare
-from inventory.sync import Syncer
+from inventory.sync.syncer import Syncer
 from tests.support.settings import settings_for
 
 

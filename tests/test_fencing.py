@@ -32,19 +32,19 @@ from inventory.daemon import Daemon, DaemonOptions
 from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.db.load import TABLES
-from inventory.db.migrate import current_revision, head_revision, migrations_dir, upgrade
-from inventory.locks import (
+from inventory.db.locks import (
     AdvisoryLocks,
     AlreadyRunningError,
     FileLocks,
     SingleDaemonLock,
     advisory_key,
 )
+from inventory.db.migrate import current_revision, head_revision, migrations_dir, upgrade
 from inventory.reports.queries import sync_status
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from inventory.sync import AccountLocks, AccountResult, Syncer
+from inventory.sync.syncer import AccountLocks, AccountResult, Syncer
 
 HISTORY_TABLES = [spec.history.name for spec in TABLES.values()]
 

@@ -20,13 +20,13 @@ from inventory.db import models
 from inventory.db.load import apply_changes, read_observed, read_stored
 from inventory.db.merge import merge_observation_versions
 from inventory.db.migrate import migrations_dir, upgrade
-from inventory.diff import diff_snapshot
 from inventory.reports.queries import changes, show_server
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from inventory.sync import AccountResult, Syncer
-from inventory.transform import content_hash, transform_account
+from inventory.sync.diff import diff_snapshot
+from inventory.sync.syncer import AccountResult, Syncer
+from inventory.sync.transform import content_hash, transform_account
 from tests.test_cli import run
 
 DAY = timedelta(days=1)

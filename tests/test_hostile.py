@@ -29,8 +29,8 @@ from inventory.db import models
 from inventory.errors import BadResponseError, FetchError
 from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
-from inventory.sync import AccountResult, Syncer
-from inventory.transform import _plainly_storable, _storable_problem, transform_account
+from inventory.sync.syncer import AccountResult, Syncer
+from inventory.sync.transform import _plainly_storable, _storable_problem, transform_account
 from tests.support.api import Only, SimulatorTransport, reply
 from tests.support.faultkit import Clock, run_row, small_sim, snapshot, sync_all, syncer_for
 from tests.support.settings import settings_for

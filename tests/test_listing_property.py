@@ -25,7 +25,7 @@ from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.simulator.transport import BASE_URL, mock_transport
-from inventory.sync import AccountResult, Syncer
+from inventory.sync.syncer import AccountResult, Syncer
 from tests.support.faultkit import Clock, content_state
 
 

@@ -24,7 +24,7 @@ from inventory.metrics import Metrics
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from inventory.sync import AccountResult, Syncer
+from inventory.sync.syncer import AccountResult, Syncer
 from tests.support.faultkit import Clock, content_state, fresh_state, run_row
 from tests.support.settings import settings_for
 

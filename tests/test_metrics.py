@@ -21,7 +21,7 @@ from inventory.metrics import CONTENT_TYPE_LATEST, Metrics
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from inventory.sync import AccountResult, Syncer
+from inventory.sync.syncer import AccountResult, Syncer
 from tests.support.daemon import free_port
 
 Labels = tuple[tuple[str, str], ...]

@@ -19,7 +19,7 @@ from inventory.db.models import Base
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare
-from inventory.sync import Syncer
+from inventory.sync.syncer import Syncer
 
 
 def test_migrations_match_the_models(engine: Engine) -> None:

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inventory.simulator import SimulatedCloudflare
-from inventory.transform import TransformResult, transform_account
+from inventory.sync.transform import TransformResult, transform_account
 
 
 def _server(server_id: str, **fields: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from inventory.db.load import TABLES
-from inventory.reports.prune import prune_history
+from inventory.db.retention import prune_history
 from inventory.reports.queries import changes, inventory_as_of, run_sql, show_portal
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare

@@ -34,7 +34,7 @@ from inventory.errors import ApiError, TransportError
 from inventory.service import open_client
 from inventory.settings import AccountConfig
 from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
-from inventory.sync import Syncer
+from inventory.sync.syncer import Syncer
 from tests.support.faultkit import Clock
 from tests.support.settings import settings_for
 

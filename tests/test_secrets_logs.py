@@ -29,7 +29,7 @@ from inventory.redaction import REDACTED, register_secret, scrub_event
 from inventory.service import open_client
 from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
-from inventory.sync import Syncer
+from inventory.sync.syncer import Syncer
 from tests.support.faultkit import Clock
 from tests.support.settings import settings_for
 

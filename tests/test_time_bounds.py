@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from inventory.cli import app
-from inventory.reports.prune import prune_history
+from inventory.db.retention import prune_history
 from inventory.reports.timespec import TimeSpecError, parse_duration, parse_instant
 from inventory.simulator import SimulatedCloudflare
 

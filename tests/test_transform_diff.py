@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inventory.diff import diff_snapshot
-from inventory.transform import Coverage, transform_account
+from inventory.sync.diff import diff_snapshot
+from inventory.sync.transform import Coverage, transform_account
 
 
 def server(sid: str, *, tools: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:

@@ -38,7 +38,7 @@ Identifier = Annotated[
 Name = Annotated[str, StringConstraints(max_length=350)]
 Description = Annotated[str, StringConstraints(max_length=512)]
 # The values the spec lists. A value Cloudflare adds later is stored as text, not rejected
-# (inventory.transform reports it as a warning of the run); the bounds are the columns' widths
+# (inventory.sync.transform reports it as a warning of the run); the bounds are the columns' widths
 # (a longer value still rejects the record: the report views depend on those columns).
 STATUSES = frozenset(("waiting", "ready", "stale", "error"))
 AUTH_TYPES = frozenset(("oauth", "bearer", "unauthenticated"))

@@ -442,7 +442,7 @@ def prune_command(
 ) -> None:
     """Remove closed history versions and finished runs older than a duration."""
     from inventory.cli import out, user_errors
-    from inventory.reports.prune import prune_history
+    from inventory.db.retention import prune_history
     from inventory.reports.render import rows_json
     from inventory.reports.timespec import TimeSpecError, parse_duration
     from inventory.service import open_engine

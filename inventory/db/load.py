@@ -21,8 +21,8 @@ from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, selec
 from sqlalchemy.exc import DBAPIError
 
 from inventory.db import models
-from inventory.diff import ChangeSet, KindChanges
-from inventory.transform import KINDS, OBSERVED, Key, Kind, Rejection, Row
+from inventory.sync.diff import ChangeSet, KindChanges
+from inventory.sync.transform import KINDS, OBSERVED, Key, Kind, Rejection, Row
 
 __all__ = [
     "TABLES",

@@ -13,7 +13,7 @@ Create Date: 2026-11-30 10:30:00.000000
   it. Nothing else is written: no version begins or ends, so ``inventory changes`` is unchanged.
   Consecutive versions that differed only in those observations now carry equal hashes.
 
-The hash below is frozen with this revision on purpose (it is what ``inventory.transform``
+The hash below is frozen with this revision on purpose (it is what ``inventory.sync.transform``
 computes today); a later change of the hash needs a revision of its own.
 
 Downgrade drops the column and keeps the repaired values and hashes: the code before this

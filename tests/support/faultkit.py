@@ -25,7 +25,7 @@ from inventory.db.load import TABLES
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
-from inventory.sync import AccountResult, Syncer
+from inventory.sync.syncer import AccountResult, Syncer
 from tests.support.daemon import free_port
 from tests.support.settings import settings_for
 

@@ -16,7 +16,7 @@ from inventory.db.load import TABLES
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from inventory.sync import Syncer
+from inventory.sync.syncer import Syncer
 
 PORTAL, FLAPPING, TOOLED, OVERRIDDEN = (
     "portal-platform-1",

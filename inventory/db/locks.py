@@ -42,7 +42,7 @@ __all__ = [
     "lock_base",
 ]
 
-log = structlog.get_logger("inventory.locks")
+log = structlog.get_logger("inventory.db.locks")
 _NAMESPACE = b"inventory:account:"  # keeps our keys apart from other users of the database
 
 

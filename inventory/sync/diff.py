@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inventory.transform import KINDS, Coverage, Key, Kind, Row, Snapshot
+from inventory.sync.transform import KINDS, Coverage, Key, Kind, Row, Snapshot
 
 __all__ = ["ChangeSet", "KindChanges", "diff_snapshot", "portal_only_absences"]
 

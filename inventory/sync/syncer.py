@@ -48,10 +48,10 @@ from inventory.db.absences import read_absences, read_stored_ids, write_absences
 from inventory.db.load import TABLES, apply_changes, read_observed, read_stored, record_rejections
 from inventory.db.memo import memo_value, read_memo
 from inventory.db.runs import abandon_runs, check_fence, finish_run, open_run
-from inventory.diff import ChangeSet, diff_snapshot, portal_only_absences
 from inventory.errors import DeadlineError, FetchError, InventoryError
 from inventory.redaction import scrub_text
-from inventory.transform import TransformResult, transform_account
+from inventory.sync.diff import ChangeSet, diff_snapshot, portal_only_absences
+from inventory.sync.transform import TransformResult, transform_account
 
 __all__ = [
     "Aborted",
@@ -82,7 +82,8 @@ class Aborted(InventoryError):  # noqa: N818 - its name is the error_class runs 
 
 
 class AccountLocks(Protocol):
-    """Per-account mutual exclusion across processes (inventory.locks: AdvisoryLocks, FileLocks)."""
+    """Per-account mutual exclusion across processes (inventory.db.locks: AdvisoryLocks and
+    FileLocks)."""
 
     def hold(self, account_id: str) -> AbstractContextManager[bool]:
         """Try to take the account's lock for the block; yields False when someone else has it."""
