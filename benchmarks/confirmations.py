@@ -28,7 +28,8 @@ from inventory.db.engine import make_engine
 from inventory.db.migrate import upgrade
 from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
-from inventory.sync.syncer import AccountResult, Syncer
+from inventory.sync.outcome import AccountResult
+from inventory.sync.syncer import Syncer
 
 __all__ = ["main", "measure"]
 

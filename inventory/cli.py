@@ -18,6 +18,7 @@ import typer
 
 from inventory.errors import ConfigError, InventoryError
 from inventory.redaction import scrub_text
+from inventory.sync.outcome import describe_error
 
 __all__ = ["app", "main"]
 
@@ -113,9 +114,7 @@ def user_errors() -> Iterator[None]:
         sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
         if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.SQLAlchemyError):
             raise
-        orig = getattr(exc, "orig", None) or exc
-        first = (str(orig).strip().splitlines() or [type(exc).__name__])[0]
-        fail(f"database error: {first}", 1)
+        fail(describe_error(exc), 1)
 
 
 class Options:

@@ -49,13 +49,15 @@ from inventory.db import models
 from inventory.db.engine import make_engine, sqlite_path
 from inventory.db.locks import SingleDaemonLock, account_locks
 from inventory.db.migrate import ensure_current, upgrade
+from inventory.db.runs import close_abandoned_runs, mark_unconfigured
 from inventory.errors import ConfigError, InventoryError
 from inventory.health import HealthServer, Probes, Readiness, check_readiness
 from inventory.logs import configure_logging
 from inventory.metrics import CONTENT_TYPE_LATEST, Metrics
 from inventory.reload import compare_settings
 from inventory.service import fewer_collections, open_client
-from inventory.sync.syncer import Syncer, close_abandoned_runs, mark_unconfigured, utc_now
+from inventory.sync.outcome import describe_error
+from inventory.sync.syncer import Syncer, utc_now
 
 __all__ = ["Daemon", "DaemonOptions", "account_schedule", "cycle_start", "schedule_trigger"]
 
@@ -266,8 +268,7 @@ class Daemon:
                 mark_unconfigured(engine, [a.id for a in self.accounts])
                 close_abandoned_runs(engine, now=utc_now())
             except SQLAlchemyError as exc:
-                orig = getattr(exc, "orig", None) or exc
-                reason = (str(orig).strip().splitlines() or [type(exc).__name__])[0]
+                reason = describe_error(exc, database="")
                 log.warning("database unreachable at start-up", error=reason, retry_in_s=delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, 30.0)
@@ -390,7 +391,7 @@ class Daemon:
         except SQLAlchemyError as exc:
             log.warning(
                 "history pruning failed; the next hour tries again",
-                error=str(getattr(exc, "orig", None) or exc),
+                error=describe_error(exc, database=""),
             )
 
     def _close_runs(self, syncer: Syncer) -> None:
@@ -401,7 +402,7 @@ class Daemon:
         except SQLAlchemyError as exc:
             log.warning(
                 "could not close runs left behind; the next minute tries again",
-                error=str(getattr(exc, "orig", None) or exc),
+                error=describe_error(exc, database=""),
             )
             return
         if closed:

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from inventory.db import models
+from inventory.sync.outcome import describe_error
 
 __all__ = ["HealthServer", "Probes", "Readiness", "check_readiness", "parse_address", "probe"]
 
@@ -56,9 +57,7 @@ def check_readiness(
                 )
             ).all()
     except SQLAlchemyError as exc:
-        orig = getattr(exc, "orig", None) or exc
-        first = (str(orig).strip().splitlines() or [type(exc).__name__])[0]
-        return Readiness(ready=False, database=f"unreachable: {first}")
+        return Readiness(ready=False, database=describe_error(exc, database="unreachable: "))
     known = {row.id: row for row in rows}
     oldest = now - timedelta(seconds=max_age)
     report: dict[str, dict[str, Any]] = {}

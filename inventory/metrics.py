@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from inventory.cloudflare.client import RequestStats
-from inventory.sync.syncer import AccountResult
+from inventory.sync.outcome import AccountResult
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 

@@ -14,7 +14,7 @@ from rich.text import Text
 from inventory.reports.render import Column, fit_columns, fitted_table, notes
 
 if TYPE_CHECKING:  # not imported at run time: `config check` would load SQLAlchemy for a hint
-    from inventory.sync.syncer import AccountResult
+    from inventory.sync.outcome import AccountResult
 
 __all__ = ["config_table", "results_json", "results_summary", "results_table"]
 

@@ -17,7 +17,9 @@ from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
 from inventory.db.locks import account_locks
 from inventory.db.migrate import ensure_current
-from inventory.sync.syncer import AccountResult, ProgressCallback, Syncer, mark_unconfigured
+from inventory.db.runs import mark_unconfigured
+from inventory.sync.outcome import AccountResult
+from inventory.sync.syncer import ProgressCallback, Syncer
 
 __all__ = ["open_client", "open_engine", "run_sync"]
 

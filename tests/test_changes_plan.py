@@ -47,7 +47,8 @@ from inventory.selection import KnownAccount, SelectionError, parse_kinds, resol
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
-from inventory.sync.syncer import AccountResult, Syncer
+from inventory.sync.outcome import AccountResult
+from inventory.sync.syncer import Syncer
 from tests.support.settings import settings_for
 
 SNAPSHOTS = Path(__file__).resolve().parent / "data" / "snapshots"

@@ -44,7 +44,8 @@ from inventory.reports.queries import sync_status
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from inventory.sync.syncer import AccountLocks, AccountResult, Syncer
+from inventory.sync.outcome import AccountResult
+from inventory.sync.syncer import AccountLocks, Syncer
 
 HISTORY_TABLES = [spec.history.name for spec in TABLES.values()]
 

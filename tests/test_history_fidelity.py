@@ -25,7 +25,8 @@ from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync.diff import diff_snapshot
-from inventory.sync.syncer import AccountResult, Syncer
+from inventory.sync.outcome import AccountResult
+from inventory.sync.syncer import Syncer
 from inventory.sync.transform import content_hash, transform_account
 from tests.test_cli import run
 

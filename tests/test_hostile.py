@@ -29,7 +29,8 @@ from inventory.db import models
 from inventory.errors import BadResponseError, FetchError
 from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
-from inventory.sync.syncer import AccountResult, Syncer
+from inventory.sync.outcome import AccountResult
+from inventory.sync.syncer import Syncer
 from inventory.sync.transform import _plainly_storable, _storable_problem, transform_account
 from tests.support.api import Only, SimulatorTransport, reply
 from tests.support.faultkit import Clock, run_row, small_sim, snapshot, sync_all, syncer_for

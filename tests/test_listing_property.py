@@ -25,7 +25,8 @@ from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.simulator.transport import BASE_URL, mock_transport
-from inventory.sync.syncer import AccountResult, Syncer
+from inventory.sync.outcome import AccountResult
+from inventory.sync.syncer import Syncer
 from tests.support.faultkit import Clock, content_state
 
 

@@ -24,7 +24,8 @@ from inventory.metrics import Metrics
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from inventory.sync.syncer import AccountResult, Syncer
+from inventory.sync.outcome import AccountResult
+from inventory.sync.syncer import Syncer
 from tests.support.faultkit import Clock, content_state, fresh_state, run_row
 from tests.support.settings import settings_for
 

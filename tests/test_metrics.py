@@ -21,7 +21,8 @@ from inventory.metrics import CONTENT_TYPE_LATEST, Metrics
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from inventory.sync.syncer import AccountResult, Syncer
+from inventory.sync.outcome import AccountResult
+from inventory.sync.syncer import Syncer
 from tests.support.daemon import free_port
 
 Labels = tuple[tuple[str, str], ...]

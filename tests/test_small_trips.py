@@ -14,7 +14,7 @@ from inventory.errors import ConfigError
 from inventory.reports.render import rows_table
 from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare
-from inventory.sync.syncer import AccountResult
+from inventory.sync.outcome import AccountResult
 from tests.test_cli import accounts_env, run
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"

@@ -18,7 +18,8 @@ from inventory.db import models
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from inventory.sync.syncer import AccountResult, Syncer
+from inventory.sync.outcome import AccountResult
+from inventory.sync.syncer import Syncer
 from tests.support.db import count
 from tests.support.faultkit import ENTITY_TABLES, snapshot
 from tests.support.writes import count_writes

@@ -12,6 +12,9 @@ an advisory lock, a flock dies with its process.
 
 Either lock only avoids wasted work: the fencing token (inventory.db.runs) is what keeps an
 older read from being applied over a newer one if a lock is lost.
+
+Within one process, ``WriterLock`` queues the threads that write to a SQLite database (it has
+one writer at a time) instead of leaving them to its busy timeout.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ import hashlib
 import os
 import re
 import socket
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import IO
 
@@ -37,6 +41,7 @@ __all__ = [
     "AlreadyRunningError",
     "FileLocks",
     "SingleDaemonLock",
+    "WriterLock",
     "account_locks",
     "advisory_key",
     "lock_base",
@@ -64,6 +69,17 @@ def account_locks(engine: Engine) -> AdvisoryLocks | FileLocks | None:
     if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
         return FileLocks(Path(database))
     return None
+
+
+class WriterLock:
+    """``with lock():`` around a write transaction: on SQLite, one thread of the process at a
+    time (threads queue here instead of on busy timeouts); elsewhere, nothing."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    def __call__(self) -> AbstractContextManager[object]:
+        return self._lock if self._lock is not None else nullcontext()
 
 
 class AdvisoryLocks:

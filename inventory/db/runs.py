@@ -12,30 +12,41 @@ transaction, ``BEGIN IMMEDIATE``, already serialises), so it holds whatever happ
 per-account lock that normally keeps two syncs of one account apart.
 
 Lock order, everywhere: the account row, then its runs. Every function takes a Connection inside
-a transaction the caller owns.
+a transaction the caller owns, except ``close_abandoned_runs`` and ``mark_unconfigured``, which
+the daemon and ``inventory sync`` call on their own, outside any account's sync.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, insert, or_, select, update
+from sqlalchemy import Connection, Engine, case, func, insert, or_, select, update
 
 from inventory.db import models
+from inventory.db.load import TABLES
 
 __all__ = [
     "RUN_STATUSES",
     "Fence",
     "abandon_runs",
     "check_fence",
+    "close_abandoned_runs",
+    "close_dead_runs",
+    "count_entities",
     "finish_run",
+    "mark_unconfigured",
     "open_run",
+    "synced_since",
 ]
 
 RUN_STATUSES = ("running", "succeeded", "partial", "failed", "superseded", "abandoned")
+# Statuses of a run that counts as the account's sync of a cycle (an abort or a crash does not).
+_CYCLE_STATUSES = ("succeeded", "partial", "failed")
 
 _accounts = models.table_of(models.Account)
 _runs = models.table_of(models.SyncRun)
@@ -168,3 +179,81 @@ def abandon_runs(
         .values(last_status="abandoned", last_sync_at=now)
     )
     return int(closed)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_abandoned_runs(engine: Engine, *, now: datetime, host: str | None = None) -> int:
+    """Close runs left ``running`` by a process of this host that no longer exists."""
+    host = host or socket.gethostname()
+    with engine.begin() as conn:
+        rows = conn.execute(
+            select(_runs.c.id, _runs.c.account_id, _runs.c.pid).where(
+                _runs.c.status == "running", _runs.c.host == host
+            )
+        ).all()
+        dead = [(r.id, r.account_id) for r in rows if r.pid is None or not _pid_alive(r.pid)]
+        return abandon_runs(
+            conn,
+            dead,
+            now=now,
+            message="the process running this sync stopped before it finished",
+        )
+
+
+def close_dead_runs(conn: Connection, account_id: str, *, now: datetime) -> int:
+    """Close the account's runs still ``running``: the caller holds the account's lock, so
+    their processes lost it (or died); how many."""
+    open_runs = conn.execute(
+        select(_runs.c.id).where(_runs.c.account_id == account_id, _runs.c.status == "running")
+    ).scalars()
+    return abandon_runs(
+        conn,
+        [(run_id, account_id) for run_id in open_runs],
+        now=now,
+        message="the process running this sync stopped (or lost its lock) before it finished",
+    )
+
+
+def synced_since(conn: Connection, account_id: str, since: datetime) -> bool:
+    """Whether a run started since ``since`` counts as the account's sync of a cycle."""
+    query = (
+        select(_runs.c.id)
+        .where(
+            _runs.c.account_id == account_id,
+            _runs.c.started_at >= since,
+            _runs.c.status.in_(_CYCLE_STATUSES),
+            or_(_runs.c.error_class.is_(None), _runs.c.error_class != "Aborted"),
+        )
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
+
+
+def count_entities(conn: Connection, account_id: str) -> dict[str, int]:
+    """The account's current rows, by kind (for metrics)."""
+    counts: dict[str, int] = {}
+    for kind, spec in TABLES.items():
+        query = select(func.count()).select_from(spec.current)
+        counts[kind] = int(
+            conn.execute(query.where(spec.current.c.account_id == account_id)).scalar_one()
+        )
+    return counts
+
+
+def mark_unconfigured(engine: Engine, configured: Iterable[str]) -> None:
+    """Flag accounts no longer in the configuration; their data stays, nothing is deleted."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(_accounts)
+            .where(_accounts.c.configured.is_(True), _accounts.c.id.not_in(list(configured)))
+            .values(configured=False)
+        )

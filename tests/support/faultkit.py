@@ -25,7 +25,8 @@ from inventory.db.load import TABLES
 from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
-from inventory.sync.syncer import AccountResult, Syncer
+from inventory.sync.outcome import AccountResult
+from inventory.sync.syncer import Syncer
 from tests.support.daemon import free_port
 from tests.support.settings import settings_for
 

@@ -1,0 +1,90 @@
+"""Recording a run's outcome on its row: the fence before an apply, and the run's finish."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection
+
+from inventory.db.runs import check_fence, finish_run
+from inventory.sync.diff import ChangeSet
+from inventory.sync.outcome import AccountResult
+
+__all__ = ["finish", "superseded"]
+
+log = structlog.get_logger("inventory.sync")
+
+
+def superseded(
+    conn: Connection,
+    result: AccountResult,
+    *,
+    observed_at: datetime,
+    clock: Callable[[], datetime],
+) -> bool:
+    """Fence the apply (the account row locked): True when this run must apply nothing."""
+    assert result.run_id is not None
+    fence = check_fence(conn, result.account_id, result.run_id)
+    if fence is None:
+        return False
+    result.status, result.error_class, result.error = "superseded", None, fence.reason
+    result.counts, result.rejected = {}, 0
+    if fence.run_status == "running":
+        finish(conn, result, now=clock(), observed_at=observed_at)
+    log.warning(
+        "run superseded: nothing applied",
+        account_id=result.account_id,
+        run_id=result.run_id,
+        reason=fence.reason,
+    )
+    return True
+
+
+def finish(
+    conn: Connection,
+    result: AccountResult,
+    *,
+    now: datetime,
+    applied: bool = False,
+    changes: ChangeSet | None = None,
+    observed_at: datetime | None = None,
+    memo: dict[str, Any] | None = None,
+) -> None:
+    """Close the run from 'running'; a run that ``applied`` also moves the fencing token."""
+    assert result.run_id is not None
+    added, changed, removed = changes.totals() if changes is not None else (0, 0, 0)
+    if changes is not None:
+        result.observed = sum(len(c.observations) for c in changes.kinds.values())
+    values = {
+        "status": result.status,
+        "observed_at": observed_at,
+        "added": added,
+        "changed": changed,
+        "removed": removed,
+        "rejected": result.rejected,
+        "counts": result.counts or None,
+        "requests": result.requests,
+        "pages": result.pages,
+        "retries": result.retries,
+        "confirmations": result.confirmations,
+        "consistent": result.consistent,
+        "error_class": result.error_class,
+        "error_message": result.error,
+        "warnings": result.warnings or None,
+    }
+    finished = finish_run(
+        conn, result.run_id, result.account_id, values, now=now, applied=applied, memo=memo
+    )
+    if finished:
+        return
+    if applied:  # cannot happen under the fence's lock; never let it commit if it does
+        raise RuntimeError(f"run {result.run_id} was closed while it applied")
+    log.warning(
+        "the run was already closed by another process; its outcome is not recorded",
+        account_id=result.account_id,
+        run_id=result.run_id,
+        status=result.status,
+    )
