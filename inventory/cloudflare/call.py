@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inventory.cloudflare.deadline import Deadline, earliest
-from inventory.errors import DeadlineError, FetchError
+from inventory.errors import ApiError, BadResponseError, DeadlineError, FetchError, TransportError
 
 __all__ = ["Call", "RequestStats", "RetryableError"]
 
@@ -116,3 +116,20 @@ class Call:
 
     def error(self, cls: type[FetchError], text: str, **kwargs: Any) -> FetchError:
         return cls(self.scrub(text), url=self.url, **kwargs)
+
+    def gave_up(self, exc: RetryableError) -> FetchError:
+        """The error once no attempt is left: the deadline's, or the last failure's."""
+        if self.out_of_time is not None:
+            return self.deadline_error(self.out_of_time, exc.cause)
+        n = self.attempts
+        text = (
+            f"{self.what}: gave up after {n} attempt{'s' * (n != 1)} in "
+            f"{self.deadlines[0].elapsed():.1f} s: {exc.cause}"
+        )
+        if self.gave_up_because:
+            text += f" ({self.gave_up_because})"
+        if exc.status is None:
+            return self.error(TransportError, text)
+        if exc.not_json:
+            return self.error(BadResponseError, text)
+        return self.error(ApiError, text, status_code=exc.status, codes=exc.codes)

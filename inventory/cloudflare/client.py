@@ -36,13 +36,12 @@ from inventory.cloudflare.body import Page, error_detail, read_page
 from inventory.cloudflare.budget_headers import read_budget, retry_after
 from inventory.cloudflare.call import Call, RequestStats, RetryableError
 from inventory.cloudflare.deadline import Deadline, bounded_io, cut_by_deadline, earliest, within
-from inventory.cloudflare.messages import HINTS, secrets_of, status_text
+from inventory.cloudflare.messages import HINTS, secrets_of, status_text, transport_failure
 from inventory.cloudflare.ratelimit import Limiter, RateLimitBlocked, RateLimiterRegistry
 from inventory.cloudflare.retry import RETRY_STATUSES, WAIT_JITTER, GiveUp, retry_wait
 from inventory.errors import (
     ApiError,
     AuthError,
-    BadResponseError,
     DeadlineError,
     FetchError,
     TransportError,
@@ -196,7 +195,7 @@ class CloudflareClient:
                     self._begin_attempt(call)
                     return self._attempt(call, request, limiter)
         except RetryableError as exc:
-            raise self._gave_up(call, exc) from None
+            raise call.gave_up(exc) from None
         raise AssertionError("unreachable: the retry loop returns or raises")  # pragma: no cover
 
     def get_detail(
@@ -295,7 +294,14 @@ class CloudflareClient:
 
     def _failed_attempt(self, call: Call, exc: httpx.HTTPError, *, reading: bool) -> Exception:
         """A timeout or a dropped connection: retryable, unless a deadline ended it."""
-        cause = call.scrub(self._describe(exc, reading=reading))
+        cause = call.scrub(
+            transport_failure(
+                exc,
+                reading=reading,
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+            )
+        )
         first = earliest(call.deadlines)
         if first.expired:  # a timeout then is the deadline's own cut, not read_timeout's
             cut = isinstance(exc, httpx.TimeoutException) and cut_by_deadline()
@@ -364,36 +370,6 @@ class CloudflareClient:
             cause=exc.cause,
         )
         return wait
-
-    def _gave_up(self, call: Call, exc: RetryableError) -> FetchError:
-        if call.out_of_time is not None:
-            return call.deadline_error(call.out_of_time, exc.cause)
-        n = call.attempts
-        text = (
-            f"{call.what}: gave up after {n} attempt{'s' * (n != 1)} in "
-            f"{self._elapsed(call):.1f} s: {exc.cause}"
-        )
-        if call.gave_up_because:
-            text += f" ({call.gave_up_because})"
-        if exc.status is None:
-            return call.error(TransportError, text)
-        if exc.not_json:
-            return call.error(BadResponseError, text)
-        return call.error(ApiError, text, status_code=exc.status, codes=exc.codes)
-
-    def _elapsed(self, call: Call) -> float:
-        return call.deadlines[0].elapsed()
-
-    def _describe(self, exc: httpx.HTTPError, *, reading: bool) -> str:
-        if isinstance(exc, httpx.ConnectTimeout):
-            return f"could not connect within {self._connect_timeout:g} s"
-        if isinstance(exc, httpx.TimeoutException):
-            return f"no data for {self._read_timeout:g} s (read timeout)"
-        if isinstance(exc, httpx.ConnectError):
-            return f"could not connect ({exc})"
-        if reading:
-            return f"the connection broke mid-response ({type(exc).__name__}: {exc})"
-        return f"the connection broke ({type(exc).__name__}: {exc})"
 
 
 def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:

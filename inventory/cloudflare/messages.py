@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-__all__ = ["HINTS", "secrets_of", "snippet", "status_text"]
+__all__ = ["HINTS", "secrets_of", "snippet", "status_text", "transport_failure"]
 
 _SECRET_HEADERS = frozenset({"authorization", "x-auth-key", "x-auth-user-service-key", "cookie"})
 _EDGE_REASONS = {  # Cloudflare's names for its edge errors, which httpx does not know
@@ -55,3 +55,18 @@ def secrets_of(headers: dict[str, str]) -> tuple[str, ...]:
                 found.add(token.strip())
     # Longest first, so a token inside "Bearer <token>" is not left half-scrubbed.
     return tuple(sorted((s for s in found if len(s) >= 4), key=len, reverse=True))
+
+
+def transport_failure(
+    exc: httpx.HTTPError, *, reading: bool, connect_timeout: float, read_timeout: float
+) -> str:
+    """A timeout or a dropped connection, in words (``reading``: after the headers came)."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"could not connect within {connect_timeout:g} s"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no data for {read_timeout:g} s (read timeout)"
+    if isinstance(exc, httpx.ConnectError):
+        return f"could not connect ({exc})"
+    if reading:
+        return f"the connection broke mid-response ({type(exc).__name__}: {exc})"
+    return f"the connection broke ({type(exc).__name__}: {exc})"
