@@ -44,7 +44,6 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from inventory.crontab import CrontabError, cron_trigger
 from inventory.db import models
 from inventory.db.engine import make_engine, sqlite_path
 from inventory.db.locks import SingleDaemonLock, account_locks
@@ -58,6 +57,7 @@ from inventory.reload import compare_settings
 from inventory.service import fewer_collections, open_client
 from inventory.sync.outcome import describe_error
 from inventory.sync.syncer import Syncer, utc_now
+from inventory.timespec import CrontabError, cron_trigger
 
 __all__ = ["Daemon", "DaemonOptions", "account_schedule", "cycle_start", "schedule_trigger"]
 

@@ -3,6 +3,11 @@
     InventoryError
     ├── ConfigError            bad configuration; the CLI exits 2 with one line
     ├── SchemaOutOfDateError   the database schema is behind the code
+    ├── AlreadyRunningError    another daemon already uses this SQLite database
+    ├── Aborted                a sync stopped (the daemon shuts down) before writing anything
+    ├── TimeSpecError          a time, duration or crontab a user typed that cannot be read
+    │   └── CrontabError       not a five-field crontab the scheduler can run
+    ├── RateLimitBlocked       the server blocks a credential longer than the caller may wait
     └── FetchError             an account's listing could not be fetched completely
         ├── TransportError     timeouts and connection errors, after retries
         ├── ApiError           Cloudflare answered with an error status or ``success: false``
@@ -17,15 +22,20 @@ Every message is written for an operator and never contains a credential.
 from __future__ import annotations
 
 __all__ = [
+    "Aborted",
+    "AlreadyRunningError",
     "ApiError",
     "AuthError",
     "BadResponseError",
     "ConfigError",
+    "CrontabError",
     "DeadlineError",
     "FetchError",
     "InventoryError",
     "PagingError",
+    "RateLimitBlocked",
     "SchemaOutOfDateError",
+    "TimeSpecError",
     "TransportError",
 ]
 
@@ -44,6 +54,33 @@ class ConfigError(InventoryError):
 
 class SchemaOutOfDateError(InventoryError):
     """The database is not at the code's Alembic head."""
+
+
+class AlreadyRunningError(InventoryError):
+    """Another daemon already works on this SQLite database."""
+
+
+class Aborted(InventoryError):  # noqa: N818 - its name is the error_class runs record
+    """The sync was stopped (the daemon is shutting down) before it wrote anything."""
+
+
+class TimeSpecError(InventoryError, ValueError):
+    """A time or duration the user typed that we cannot read; the message names the option.
+
+    A ValueError too, so a pydantic validator that raises it reports one line naming the source.
+    """
+
+
+class CrontabError(TimeSpecError):
+    """An expression that is not a five-field crontab APScheduler can schedule."""
+
+
+class RateLimitBlocked(InventoryError):  # noqa: N818 - a condition, reported by the client
+    """The server has blocked this credential for longer than the caller is willing to wait."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"the server blocks this credential for another {seconds:.0f} s")
 
 
 class FetchError(InventoryError):

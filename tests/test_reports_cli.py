@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from inventory.cli import Options
 from inventory.commands.reports import register
-from inventory.reports.timespec import TimeSpecError, parse_duration, parse_instant
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare
+from inventory.timespec import TimeSpecError, parse_duration, parse_instant
 from tests.support.history import FLAPPING, PORTAL, History, build_history, observed
 
 

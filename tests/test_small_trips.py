@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from inventory.crontab import CrontabError, cron_trigger
 from inventory.errors import ConfigError
 from inventory.reports.render import rows_table
 from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare
 from inventory.sync.outcome import AccountResult
+from inventory.timespec import CrontabError, cron_trigger
 from tests.test_cli import accounts_env, run
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"

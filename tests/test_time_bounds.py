@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from inventory.cli import app
 from inventory.db.retention import prune_history
-from inventory.reports.timespec import TimeSpecError, parse_duration, parse_instant
 from inventory.simulator import SimulatedCloudflare
+from inventory.timespec import TimeSpecError, parse_duration, parse_instant
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 

@@ -38,18 +38,11 @@ from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from inventory.cloudflare.budget_headers import read_budget
+from inventory.errors import RateLimitBlocked
 
 __all__ = ["PROBE_WAIT", "Limiter", "RateLimitBlocked", "RateLimiter", "RateLimiterRegistry"]
 
 PROBE_WAIT = 10.0  # seconds others wait for the probe's response at most
-
-
-class RateLimitBlocked(Exception):  # noqa: N818 - a condition, reported by the client
-    """The server has blocked this credential for longer than the caller is willing to wait."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        super().__init__(f"the server blocks this credential for another {seconds:.0f} s")
 
 
 class RateLimiter:

@@ -34,7 +34,7 @@ def _now() -> datetime:
 
 
 def _instant(value: str | None, option: str, *, now: datetime) -> datetime | None:
-    from inventory.reports.timespec import TimeSpecError, parse_instant
+    from inventory.timespec import TimeSpecError, parse_instant
 
     if value is None:
         return None
@@ -444,8 +444,8 @@ def prune_command(
     from inventory.cli import out, user_errors
     from inventory.db.retention import prune_history
     from inventory.reports.render import rows_json
-    from inventory.reports.timespec import TimeSpecError, parse_duration
     from inventory.service import open_engine
+    from inventory.timespec import TimeSpecError, parse_duration
 
     with user_errors():
         settings = ctx.obj.settings(require_accounts=False)

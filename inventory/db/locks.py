@@ -34,7 +34,7 @@ import structlog
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from inventory.errors import InventoryError
+from inventory.errors import AlreadyRunningError
 
 __all__ = [
     "AdvisoryLocks",
@@ -49,10 +49,6 @@ __all__ = [
 
 log = structlog.get_logger("inventory.db.locks")
 _NAMESPACE = b"inventory:account:"  # keeps our keys apart from other users of the database
-
-
-class AlreadyRunningError(InventoryError):
-    """Another daemon already works on this SQLite database."""
 
 
 def advisory_key(account_id: str) -> int:

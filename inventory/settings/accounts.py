@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_validator
 
+from inventory import timespec
 from inventory.redaction import register_secret
 from inventory.settings.sources import Environment, current_environment
 
@@ -49,19 +50,12 @@ class AccountConfig(BaseModel):
     @field_validator("sync_interval", mode="before")
     @classmethod
     def _interval(cls, value: object) -> float | None:
-        from inventory.settings.model import _duration  # the model module imports this one
-
-        return None if value is None else _duration(value)
+        return None if value is None else timespec.seconds(value)
 
     @field_validator("sync_cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from inventory.crontab import cron_trigger  # the daemon's own parser
-
-        cron_trigger(value)  # a CrontabError is a ValueError: one line naming the source
-        return value.strip()
+        return timespec.check_cron(value)  # the daemon's own parser
 
     @model_validator(mode="before")
     @classmethod

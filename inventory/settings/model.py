@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -12,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from inventory import timespec
 from inventory.redaction import register_secret
 from inventory.settings.accounts import AccountConfig
 from inventory.settings.dburl import parse_database_url
@@ -25,42 +24,11 @@ from inventory.settings.sources import (
 
 __all__ = ["Settings"]
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-MAX_DURATION = 100 * 365 * 86400.0
-_NO_DURATION = frozenset({"none", "never", "forever", "off"})
 # The databases (and drivers) inventory is built and tested for.
 _DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg"})
 _SUPPORTED_DATABASES = (
     "use SQLite (sqlite:///inventory.db) or PostgreSQL (postgresql://user@host/database)"
 )
-
-
-def _duration(value: object) -> float:
-    """Seconds from a number or a string like "900", "30s", "15m", "1h30m" or "180d"."""
-    seconds: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            seconds = float(text)
-        elif _DURATION.fullmatch(text):
-            seconds = sum(float(n) * _UNITS[unit] for n, unit in _DURATION_PART.findall(text))
-    if seconds is None:
-        raise ValueError("must be seconds or a duration like '30s', '15m', '1h' or '180d'")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError("must be a positive duration")
-    if seconds > MAX_DURATION:  # past this, dates and timers overflow; "none" means no limit
-        raise ValueError("must be at most 100 years")
-    return seconds
-
-
-def _optional_duration(value: object) -> float | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in _NO_DURATION):
-        return None
-    return _duration(value)
 
 
 def url_passwords(text: str) -> list[str]:
@@ -79,8 +47,8 @@ def _blank_is_none(value: object) -> object:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-Seconds = Annotated[float, BeforeValidator(_duration)]
-OptionalSeconds = Annotated[float | None, BeforeValidator(_optional_duration)]
+Seconds = Annotated[float, BeforeValidator(timespec.seconds)]
+OptionalSeconds = Annotated[float | None, BeforeValidator(timespec.optional_seconds)]
 
 
 class _MaskedURL(str):
@@ -218,12 +186,7 @@ class Settings(BaseSettings):
     @field_validator("sync_cron")
     @classmethod
     def _check_cron(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        from inventory.crontab import cron_trigger  # the daemon's own parser
-
-        cron_trigger(value)  # a CrontabError is a ValueError: one line naming the source
-        return value.strip()
+        return timespec.check_cron(value)  # the daemon's own parser
 
     @field_validator("metrics_address")
     @classmethod

@@ -43,7 +43,7 @@ from inventory.cloudflare.client import CloudflareClient, RequestStats
 from inventory.cloudflare.deadline import Deadline
 from inventory.db.locks import WriterLock
 from inventory.db.runs import close_abandoned_runs, close_dead_runs, open_run, synced_since
-from inventory.errors import InventoryError
+from inventory.errors import Aborted, InventoryError
 from inventory.sync.account import Job, ProgressCallback, SyncAccount, sync_account_data
 from inventory.sync.outcome import AccountResult, describe_error
 from inventory.sync.record import finish
@@ -65,10 +65,6 @@ Clock = Callable[[], datetime]
 ResultCallback = Callable[[AccountResult, RequestStats, Mapping[str, int]], None]
 # Seconds between attempts to record a run's outcome when the database refuses it.
 CLOSE_RETRY_WAITS = (0.5, 2.0, 5.0)
-
-
-class Aborted(InventoryError):  # noqa: N818 - its name is the error_class runs record
-    """The sync was stopped (the daemon is shutting down) before it wrote anything."""
 
 
 class AccountLocks(Protocol):
