@@ -35,6 +35,6 @@ USER inventory
 EXPOSE 9108
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-m", "inventory.health"]
+  CMD ["python", "-m", "inventory.daemon.health"]
 ENTRYPOINT ["inventory"]
 CMD ["run"]

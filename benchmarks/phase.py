@@ -65,8 +65,8 @@ class _WriteCounter:
 
 
 def _sync(spec: dict[str, Any]) -> dict[str, Any]:
+    from inventory.daemon.service import run_sync
     from inventory.logs import configure_logging
-    from inventory.service import run_sync
     from inventory.settings import load_settings
 
     configure_logging("warning", "json")

@@ -89,7 +89,7 @@ def run_doctor(
     if not accounts:
         return checks
     if client_factory is None:
-        from inventory.service import open_client
+        from inventory.daemon.service import open_client
 
         client_factory = open_client
     quick = settings.model_copy(

@@ -33,7 +33,8 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from inventory.cli import app
-from inventory.render import results_table
+from inventory.cli.render import results_table
+from inventory.daemon.service import open_client
 from inventory.reports.named import REPORTS
 from inventory.reports.plan import (
     ABSENT,
@@ -44,7 +45,6 @@ from inventory.reports.plan import (
     json_diff,
 )
 from inventory.selection import KnownAccount, SelectionError, parse_kinds, resolve_account
-from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from inventory.sync.outcome import AccountResult

@@ -104,7 +104,7 @@ def test_the_image_is_small_and_runs_as_a_user() -> None:
     # The wheel carries the Alembic scripts: nothing but the built wheels is copied in.
     assert image["COPY"] == "--from=build /wheels /wheels"
     assert image["ENTRYPOINT"] == ["inventory"]
-    assert image["HEALTHCHECK"] == ["python", "-m", "inventory.health"]
+    assert image["HEALTHCHECK"] == ["python", "-m", "inventory.daemon.health"]
 
 
 def as_here(argv: list[str]) -> list[str]:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from inventory.daemon import Daemon, DaemonOptions, account_schedule
-from inventory.service import open_client
+from inventory.daemon.runner import Daemon, DaemonOptions
+from inventory.daemon.schedule import account_schedule
+from inventory.daemon.service import open_client
 from inventory.simulator import SimulatedCloudflare
 from inventory.sync.syncer import Syncer
 from tests.support.daemon import daemon_env, running, wait_until

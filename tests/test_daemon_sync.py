@@ -7,17 +7,16 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 import psycopg
 import pytest
 from sqlalchemy import Engine, insert, select, text
 
-from inventory.daemon import AlignedInterval, cycle_start, schedule_trigger
+from inventory.daemon.schedule import AlignedInterval, Schedule, cycle_start, schedule_trigger
+from inventory.daemon.service import open_client
 from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.db.locks import AdvisoryLocks, AlreadyRunningError, SingleDaemonLock, advisory_key
-from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.sync.syncer import Syncer
 from tests.support.daemon import free_port
@@ -173,12 +172,12 @@ def at(text: str) -> datetime:
 
 
 def test_cycles_are_shared_by_every_replica() -> None:
-    every_15m = schedule_trigger(SimpleNamespace(sync_cron=None, sync_interval=900))
+    every_15m = schedule_trigger(Schedule(sync_cron=None, sync_interval=900))
     assert cycle_start(every_15m, at("2026-03-04 10:29:59")) == at("2026-03-04 10:15:00")
     assert cycle_start(every_15m, at("2026-03-04 10:30:00")) == at("2026-03-04 10:30:00")
     # after a start-up sync at any moment, the next fire is the next shared boundary
     assert isinstance(every_15m, AlignedInterval)
     startup = at("2026-03-04 10:21:07")
     assert every_15m.get_next_fire_time(startup, startup) == at("2026-03-04 10:30:00")
-    weekdays = schedule_trigger(SimpleNamespace(sync_cron="0 9 * * 1-5", sync_interval=900))
+    weekdays = schedule_trigger(Schedule(sync_cron="0 9 * * 1-5", sync_interval=900))
     assert cycle_start(weekdays, at("2026-03-08 12:00:00")) == at("2026-03-06 09:00:00")  # Sunday

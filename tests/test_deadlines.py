@@ -26,10 +26,10 @@ from inventory.cli import app
 from inventory.cloudflare.client import CloudflareClient, RequestStats
 from inventory.cloudflare.deadline import Deadline
 from inventory.cloudflare.ratelimit import RateLimiter
+from inventory.daemon.service import run_sync
 from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.errors import ConfigError, DeadlineError
-from inventory.service import run_sync
 from inventory.settings import Settings, load_settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from tests.support.daemon import daemon_env, running, runs, wait_until

@@ -114,7 +114,7 @@ def test_compose_starts_as_root_only_to_hand_the_secrets_to_uid_10001() -> None:
     # PostgreSQL keeps its own healthcheck; the daemon's is the image's HEALTHCHECK.
     assert spec["services"]["postgres"]["healthcheck"]["test"]
     assert "healthcheck" not in spec["services"]["inventory"]
-    assert dockerfile()["HEALTHCHECK"] == ["python", "-m", "inventory.health"]
+    assert dockerfile()["HEALTHCHECK"] == ["python", "-m", "inventory.daemon.health"]
 
 
 # --- systemd -------------------------------------------------------------------------------------

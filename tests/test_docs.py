@@ -139,9 +139,9 @@ class Scratch:
 
 
 def _fill(sim: SimulatedCloudflare, api_url: str, db_url: str, cwd: Path) -> None:
+    from inventory.daemon.service import run_sync
     from inventory.db.engine import make_engine
     from inventory.db.migrate import upgrade
-    from inventory.service import run_sync
 
     engine = make_engine(db_url)
     upgrade(engine)

@@ -28,7 +28,8 @@ from sqlalchemy import Engine, event, select, text
 from sqlalchemy.exc import IntegrityError
 
 from inventory.cloudflare.client import CloudflareClient
-from inventory.daemon import Daemon, DaemonOptions
+from inventory.daemon.runner import Daemon, DaemonOptions
+from inventory.daemon.service import open_client
 from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.db.load import TABLES
@@ -41,7 +42,6 @@ from inventory.db.locks import (
 )
 from inventory.db.migrate import current_revision, head_revision, migrations_dir, upgrade
 from inventory.reports.queries import sync_status
-from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync.outcome import AccountResult

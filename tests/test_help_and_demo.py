@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 import typer
 
-from inventory import demo
-from inventory.cli import app
+from inventory.cli import app, demo
 from tests.test_cli import run
 
 README = Path(__file__).parent.parent / "README.md"

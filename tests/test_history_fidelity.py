@@ -16,12 +16,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, select, text, update
 
+from inventory.daemon.service import open_client
 from inventory.db import models
 from inventory.db.load import apply_changes, read_observed, read_stored
 from inventory.db.merge import merge_observation_versions
 from inventory.db.migrate import migrations_dir, upgrade
 from inventory.reports.queries import changes, show_server
-from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync.diff import diff_snapshot

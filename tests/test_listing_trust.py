@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from inventory.daemon.metrics import Metrics
+from inventory.daemon.service import open_client
 from inventory.db import models
-from inventory.metrics import Metrics
-from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync.outcome import AccountResult

@@ -15,10 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from inventory.cloudflare.client import RequestStats
+from inventory.daemon.health import HealthServer, Probes, Readiness, check_readiness, probe
+from inventory.daemon.metrics import CONTENT_TYPE_LATEST, Metrics
+from inventory.daemon.service import open_client
 from inventory.db.engine import make_engine
-from inventory.health import HealthServer, Probes, Readiness, check_readiness, probe
-from inventory.metrics import CONTENT_TYPE_LATEST, Metrics
-from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync.outcome import AccountResult
@@ -135,7 +135,7 @@ def test_the_endpoint_and_its_probe() -> None:
         assert "inventory_database_up" in body
         assert get(f"{base}/nope")[0] == 404
         assert probe(f"0.0.0.0:{server.port}")
-        command = [sys.executable, "-m", "inventory.health"]
+        command = [sys.executable, "-m", "inventory.daemon.health"]
         env = {"INVENTORY_METRICS_ADDRESS": f"0.0.0.0:{server.port}", "PATH": ""}
         assert subprocess.run(command, env=env, check=False).returncode == 0
         state["healthy"] = False

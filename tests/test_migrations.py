@@ -8,6 +8,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, text
 
+from inventory.daemon.service import open_client
 from inventory.db.migrate import (
     current_revision,
     ensure_current,
@@ -16,7 +17,6 @@ from inventory.db.migrate import (
     upgrade,
 )
 from inventory.db.models import Base
-from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare
 from inventory.sync.syncer import Syncer

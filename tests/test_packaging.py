@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from inventory.cli.demo import activation_hint, invocation
 from inventory.db.migrate import migrations_dir
-from inventory.demo import activation_hint, invocation
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "inventory", "migrations")

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from inventory.cli import Options
-from inventory.commands.reports import register
+from inventory.cli.commands.reports import register
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare
 from inventory.timespec import TimeSpecError, parse_duration, parse_instant

@@ -28,10 +28,10 @@ from sqlalchemy.engine import make_url
 from structlog.testing import capture_logs
 
 from inventory.cloudflare.client import CloudflareClient
+from inventory.daemon.service import open_client
 from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.errors import ApiError, TransportError
-from inventory.service import open_client
 from inventory.settings import AccountConfig
 from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
 from inventory.sync.syncer import Syncer

@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 
 from inventory.cli import app
 from inventory.cloudflare.client import CloudflareClient
+from inventory.daemon.service import open_client
 from inventory.db import models
 from inventory.errors import AuthError
 from inventory.logs import configure_logging
 from inventory.redaction import REDACTED, register_secret, scrub_event
-from inventory.service import open_client
 from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from inventory.sync.syncer import Syncer

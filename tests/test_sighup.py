@@ -19,9 +19,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine, select
 
+from inventory.daemon.reload import RELOADABLE, ConfigChange, compare_settings
 from inventory.db import models
 from inventory.db.engine import make_engine
-from inventory.reload import RELOADABLE, ConfigChange, compare_settings
 from inventory.settings import load_settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from tests.support.daemon import Daemon, daemon_env, free_port, inventory_command, runs

@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from inventory.errors import ConfigError
-from inventory.reports.render import rows_table
+from inventory.reports.output import rows_table
 from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare
 from inventory.sync.outcome import AccountResult
@@ -132,9 +132,8 @@ def test_a_crontab_the_daemon_would_refuse_fails_config_check(tmp_path: Path, cr
 
 
 def test_the_settings_and_the_daemon_share_one_crontab_parser(tmp_path: Path) -> None:
-    from types import SimpleNamespace
 
-    from inventory.daemon import schedule_trigger
+    from inventory.daemon.schedule import Schedule, schedule_trigger
 
     for cron in ("*/15 * * * *", "0 9 * * 1-5", "30 2 1 * sun", "0 0 * * 7"):
         settings = load_settings(
@@ -143,7 +142,7 @@ def test_the_settings_and_the_daemon_share_one_crontab_parser(tmp_path: Path) ->
         assert settings.sync_cron == cron
         assert str(schedule_trigger(settings)) == str(cron_trigger(cron))
     with pytest.raises(ConfigError, match="sync_cron"):
-        schedule_trigger(SimpleNamespace(sync_cron="61 * * * *", sync_interval=900))
+        schedule_trigger(Schedule(sync_cron="61 * * * *", sync_interval=900))
     with pytest.raises(CrontabError):
         cron_trigger("* * * * mon/x")
 
@@ -177,7 +176,7 @@ def render(table: object) -> str:
 
 
 def test_tables_print_data_with_brackets_as_it_is() -> None:
-    from inventory.render import results_summary
+    from inventory.cli.render import results_summary
 
     result = AccountResult(
         account_id=ACCOUNT, name="[red]ops[/]", status="failed", error="add [[accounts]] [b]x[/b]"

@@ -24,9 +24,9 @@ from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from inventory.cli import app
+from inventory.daemon.service import run_sync
 from inventory.db import models
 from inventory.db.engine import make_engine
-from inventory.service import run_sync
 from inventory.simulator import SimulatedCloudflare
 from tests.support.daemon import daemon_env, running, runs, wait_until
 from tests.support.settings import settings_for

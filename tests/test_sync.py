@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, insert, select, text, update
 
+from inventory.daemon.service import open_client
 from inventory.db import models
 from inventory.db.load import TABLES
-from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync.outcome import AccountResult
@@ -347,7 +347,7 @@ def _refuse_tool_named(engine: Engine, name: str) -> None:
 def test_account_removed_from_configuration_keeps_its_data(
     sim: SimulatedCloudflare, api_url: str, db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
-    from inventory.service import run_sync
+    from inventory.daemon.service import run_sync
 
     settings = settings_for(sim, api_url, db_url, cwd=tmp_path)
     run_sync(settings, settings.accounts)
@@ -385,7 +385,7 @@ def test_timestamps_are_aware_utc(syncer: Syncer, settings: Settings, engine: En
 def test_a_sync_runs_with_fewer_young_collections_and_restores_the_gc() -> None:
     import gc
 
-    from inventory.service import fewer_collections
+    from inventory.daemon.service import fewer_collections
 
     before = gc.get_threshold()
     seen: list[int] = []

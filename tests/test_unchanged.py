@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
+from inventory.daemon.service import open_client
 from inventory.db import models
-from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync.outcome import AccountResult

@@ -1,8 +1,4 @@
-"""Helpers (no tests) for starting the real daemon process: `inventory run` as a user would.
-
-Until `run` is wired into inventory/cli.py, ``python -m inventory.commands.daemon`` stands in for
-``python -m inventory``: the same typer app with the same global options and the command added.
-"""
+"""Helpers (no tests) for starting the real daemon process: `inventory run` as a user would."""
 
 from __future__ import annotations
 
@@ -24,16 +20,13 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from inventory.cli import app
 from inventory.db import models
 from inventory.simulator import SimulatedCloudflare
 
 
 def inventory_command() -> list[str]:
-    """The `inventory` executable, as argv: the real one once `run` is wired into the CLI."""
-    wired = any(command.name == "run" for command in app.registered_commands)
-    module = "inventory" if wired else "inventory.commands.daemon"
-    return [sys.executable, "-m", module]
+    """The `inventory` executable, as argv."""
+    return [sys.executable, "-m", "inventory"]
 
 
 def free_port() -> int:

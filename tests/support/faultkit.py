@@ -19,10 +19,10 @@ from typing import Any
 
 from sqlalchemy import Engine, select, text
 
+from inventory.daemon.service import open_client
 from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.db.load import TABLES
-from inventory.service import open_client
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
 from inventory.sync.outcome import AccountResult

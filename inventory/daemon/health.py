@@ -5,7 +5,7 @@
                recent enough; 503 with the reasons (JSON) otherwise
     /metrics   Prometheus text format
 
-``python -m inventory.health`` GETs /healthz on INVENTORY_METRICS_ADDRESS and exits 0 or 1: a
+``python -m inventory.daemon.health`` GETs /healthz on INVENTORY_METRICS_ADDRESS and exits 0 or 1: a
 HEALTHCHECK for images without curl.
 """
 

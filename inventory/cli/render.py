@@ -1,22 +1,21 @@
-"""Tables and JSON for people and scripts; no business logic here."""
+"""A sync's results as a table (people) or JSON (scripts); no business logic here."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import RenderableType
 from rich.table import Table
-from rich.text import Text
 
-from inventory.reports.render import Column, fit_columns, fitted_table, notes
+from inventory.reports.output import Column, fit_columns, fitted_table, notes
 
 if TYPE_CHECKING:  # not imported at run time: `config check` would load SQLAlchemy for a hint
     from inventory.sync.outcome import AccountResult
 
-__all__ = ["config_table", "results_json", "results_summary", "results_table"]
+__all__ = ["results_json", "results_summary", "results_table"]
 
 KIND_COLUMNS = (
     ("portal", "portals"),
@@ -105,17 +104,3 @@ def results_table(results: Sequence[AccountResult], *, width: int = 200) -> Tabl
 
 def results_json(results: Sequence[AccountResult]) -> str:
     return json.dumps([asdict(r) for r in results], indent=2, default=str)
-
-
-def config_table(redacted: Mapping[str, Any]) -> Table:
-    table = Table(title="effective configuration", title_justify="left", show_header=False)
-    table.add_column("setting", style="bold")
-    table.add_column("value", overflow="fold")
-    for name, value in redacted.items():
-        if name == "accounts":
-            continue
-        table.add_row(name, Text("" if value is None else str(value)))
-    # Numbered as in error messages; Text, so that "[[accounts]]" is not read as markup.
-    for i, account in enumerate(redacted.get("accounts") or []):
-        table.add_row(f"accounts[{i}]", Text(json.dumps(account, default=str)))
-    return table

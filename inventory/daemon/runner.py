@@ -28,13 +28,14 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import FrameType, SimpleNamespace
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
+import stamina
 import structlog
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -44,26 +45,35 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from inventory.daemon.health import HealthServer, Probes, Readiness, check_readiness
+from inventory.daemon.metrics import CONTENT_TYPE_LATEST, Metrics
+from inventory.daemon.reload import compare_settings
+from inventory.daemon.schedule import (
+    ANCHOR,
+    account_schedule,
+    cycle_length,
+    cycle_start,
+    schedule_trigger,
+)
+from inventory.daemon.service import build_syncer, fewer_collections, open_client
 from inventory.db import models
 from inventory.db.engine import make_engine, sqlite_path
-from inventory.db.locks import SingleDaemonLock, account_locks
+from inventory.db.locks import SingleDaemonLock
 from inventory.db.migrate import ensure_current, upgrade
 from inventory.db.runs import close_abandoned_runs, mark_unconfigured
-from inventory.errors import ConfigError, InventoryError
-from inventory.health import HealthServer, Probes, Readiness, check_readiness
+from inventory.errors import InventoryError
 from inventory.logs import configure_logging
-from inventory.metrics import CONTENT_TYPE_LATEST, Metrics
-from inventory.reload import compare_settings
-from inventory.service import fewer_collections, open_client
 from inventory.sync.outcome import describe_error
 from inventory.sync.syncer import Syncer, utc_now
-from inventory.timespec import CrontabError, cron_trigger
 
-__all__ = ["Daemon", "DaemonOptions", "account_schedule", "cycle_start", "schedule_trigger"]
+if TYPE_CHECKING:
+    from inventory.settings import AccountConfig, Settings
+
+__all__ = ["Daemon", "DaemonOptions"]
 
 log = structlog.get_logger("inventory.daemon")
-ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)  # interval cycles count from here on every replica
-_TICK = timedelta(microseconds=1)
+# Seconds between attempts to reach the database at start-up: doubling, then every 30 s.
+_START_UP_WAITS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -76,68 +86,13 @@ class DaemonOptions:
     housekeeping: float = 60.0  # seconds between closing runs left behind (see _close_runs)
 
 
-@contextmanager
-def _held() -> Iterator[bool]:
-    yield True
-
-
-class AlignedInterval(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 has no types
-    """Fires at ANCHOR + n * interval whatever the previous fire was (a start-up run included)."""
-
-    def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime | None:
-        after = now if previous is None else max(now, previous + _TICK)
-        fire: datetime | None = super().get_next_fire_time(None, after)
-        return fire
-
-
-def schedule_trigger(settings: Any, *, jitter: float = 0.0) -> Any:
-    if settings.sync_cron:
-        try:
-            trigger = cron_trigger(settings.sync_cron)
-        except CrontabError as exc:
-            raise ConfigError(f"sync_cron: {exc}") from None
-        trigger.jitter = jitter or None
-        return trigger
-    return AlignedInterval(
-        seconds=settings.sync_interval, start_date=ANCHOR, timezone=UTC, jitter=jitter or None
-    )
-
-
-def account_schedule(settings: Any, account: Any) -> SimpleNamespace:
-    """The account's own ``sync_interval``/``sync_cron`` where it sets one, else the global."""
-    if getattr(account, "sync_cron", None):
-        return SimpleNamespace(sync_cron=account.sync_cron, sync_interval=settings.sync_interval)
-    if getattr(account, "sync_interval", None):
-        return SimpleNamespace(sync_cron=None, sync_interval=account.sync_interval)
-    return SimpleNamespace(sync_cron=settings.sync_cron, sync_interval=settings.sync_interval)
-
-
-def cycle_start(trigger: Any, now: datetime) -> datetime:
-    """The latest fire time of a jitter-free ``trigger`` at or before ``now``."""
-    span = timedelta(seconds=cycle_length(trigger, now))
-    for _ in range(24):
-        fire = trigger.get_next_fire_time(None, now - span)
-        if fire is not None and fire <= now:
-            while (following := trigger.get_next_fire_time(fire, fire + _TICK)) <= now:
-                fire = following
-            return fire  # type: ignore[no-any-return]
-        span *= 2
-    return now
-
-
-def cycle_length(trigger: Any, now: datetime) -> float:
-    first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + _TICK)
-    return float((second - first).total_seconds())
-
-
 class Daemon:
     def __init__(
         self,
-        settings: Any,
+        settings: Settings,
         options: DaemonOptions,
         *,
-        reload: Callable[[], Any] | None = None,
+        reload: Callable[[], Settings] | None = None,
     ) -> None:
         """``reload``: reads the settings afresh on SIGHUP (raises ConfigError when invalid)."""
         self.settings = settings
@@ -162,7 +117,9 @@ class Daemon:
         self._closed = False  # set under _idle: no job may start any more
         self._idle = threading.Condition()
         self._signals = 0
-        self._due: dict[str, Any] = {}  # accounts whose job fired and that no job took yet
+        self._due: dict[
+            str, AccountConfig
+        ] = {}  # accounts whose job fired and that no job took yet
         self._choosing = threading.Lock()  # guards _due; never held with _idle
         self._order = {a.id: i for i, a in enumerate(self.accounts)}
 
@@ -196,16 +153,8 @@ class Daemon:
 
     def _serve(self, engine: Engine) -> int:
         with open_client(self.settings, engine) as client:
-            syncer = Syncer(
-                engine=engine,
-                client=client,
-                per_page=self.settings.page_size,
-                max_pages=self.settings.max_pages,
-                confirm_threshold=self.settings.confirm_threshold,
-                locks=account_locks(engine),
-                cancel=self.cancel,
-                on_result=self.metrics.observe,
-                account_deadline=self.settings.account_deadline,
+            syncer = build_syncer(
+                self.settings, engine, client, cancel=self.cancel, on_result=self.metrics.observe
             )
             self._start_scheduler(syncer)
             log.info(
@@ -255,26 +204,45 @@ class Daemon:
         return not self.stopping.is_set() and scheduler is not None and bool(scheduler.running)
 
     def _prepare_database(self, engine: Engine) -> bool:
-        """Schema check (or upgrade) and start-up cleanup; waits out a database that is down."""
-        delay = 1.0
-        while not self.stopping.is_set():
-            try:
-                if self.options.upgrade:
-                    before, after = upgrade(engine)
-                    if before != after:
-                        log.info("schema upgraded", before=before, after=after)
-                else:
-                    ensure_current(engine)
-                mark_unconfigured(engine, [a.id for a in self.accounts])
-                close_abandoned_runs(engine, now=utc_now())
-            except SQLAlchemyError as exc:
-                reason = describe_error(exc, database="")
-                log.warning("database unreachable at start-up", error=reason, retry_in_s=delay)
-                self.stopping.wait(delay)
-                delay = min(delay * 2, 30.0)
-            else:
-                return True
-        return False
+        """Schema check (or upgrade) and start-up cleanup; waits out a database that is down.
+
+        Retried by stamina, like the client's requests; the wait is the stop event's, so a
+        signal ends it at once. False: stopped before the database answered.
+        """
+        waits = iter(_START_UP_WAITS)
+        try:
+            for attempt in stamina.retry_context(
+                on=lambda exc: self._database_down(exc, next(waits, _START_UP_WAITS[-1])),
+                attempts=None,
+                timeout=None,
+            ):
+                with attempt:
+                    if self.stopping.is_set():
+                        return False
+                    self._check_database(engine)
+        except SQLAlchemyError:  # given up: a signal came while the database was down
+            return False
+        return True
+
+    def _check_database(self, engine: Engine) -> None:
+        if self.options.upgrade:
+            before, after = upgrade(engine)
+            if before != after:
+                log.info("schema upgraded", before=before, after=after)
+        else:
+            ensure_current(engine)
+        mark_unconfigured(engine, [a.id for a in self.accounts])
+        close_abandoned_runs(engine, now=utc_now())
+
+    def _database_down(self, exc: Exception, delay: float) -> bool | float:
+        """stamina's predicate: wait ``delay`` (or until a signal) and try again, or give up."""
+        if not isinstance(exc, SQLAlchemyError):
+            return False
+        reason = describe_error(exc, database="")
+        log.warning("database unreachable at start-up", error=reason, retry_in_s=delay)
+        if self.stopping.wait(delay):
+            return False
+        return 0.0  # waited already, on the stop event
 
     def _start_scheduler(self, syncer: Syncer) -> None:
         scheduler = BackgroundScheduler(
@@ -320,7 +288,7 @@ class Daemon:
             next_run_time=now + timedelta(minutes=1),
         )
 
-    def _sync_job(self, syncer: Syncer, account: Any) -> None:
+    def _sync_job(self, syncer: Syncer, account: AccountConfig) -> None:
         """Sync the due account that succeeded longest ago (not necessarily ``account``).
 
         Every job that fires adds its account to the due set and takes the most starved one
@@ -349,7 +317,7 @@ class Daemon:
             if result.status != "skipped":
                 return
 
-    def _next_due(self, engine: Engine) -> Any:
+    def _next_due(self, engine: Engine) -> AccountConfig | None:
         """Take the due account with the oldest last success (never synced first); None if none."""
         with self._idle:
             running = set(self._running)
@@ -378,13 +346,20 @@ class Daemon:
         """Apply ``history_retention``; on PostgreSQL one replica at a time does it."""
         from inventory.db.retention import prune_history
 
+        retention = self.settings.history_retention
+        if retention is None:  # turned off by a reload since the job fired
+            return
         try:
-            with syncer.locks.hold("prune") if syncer.locks is not None else _held() as taken:
+            with (
+                syncer.locks.hold("prune")
+                if syncer.locks is not None
+                else nullcontext(True) as taken
+            ):
                 if not taken or self.stopping.is_set():
                     return
                 result = prune_history(
                     syncer.engine,
-                    older_than=timedelta(seconds=self.settings.history_retention),
+                    older_than=timedelta(seconds=retention),
                     now=utc_now(),
                 )
             log.info("history pruned", removed=result.total)
@@ -428,7 +403,9 @@ class Daemon:
         except Exception:  # a reload must never take the daemon down
             log.exception("configuration reload failed; the syncs go on as scheduled")
 
-    def _apply(self, syncer: Syncer, new: Any, schedule: Any, triggers: dict[str, Any]) -> None:
+    def _apply(
+        self, syncer: Syncer, new: Settings, schedule: Any, triggers: dict[str, Any]
+    ) -> None:
         old = self.settings
         change = compare_settings(old, new)
         if change.logging_changed:
@@ -458,7 +435,7 @@ class Daemon:
         )
 
     def _reschedule(
-        self, syncer: Syncer, old: Any, *, added: list[str], removed: list[str]
+        self, syncer: Syncer, old: Settings, *, added: list[str], removed: list[str]
     ) -> None:
         """Jobs for the new accounts and schedules; a running sync keeps what it began with."""
         scheduler = self.scheduler

@@ -1,11 +1,16 @@
-"""Wiring: settings → engine, HTTP client and rate limiters → a Syncer (for CLI and daemon)."""
+"""Wiring: settings → engine, HTTP client and rate limiters → a Syncer, for the CLI and the daemon.
+
+``build_syncer`` is the one place a Syncer is made from the settings: ``inventory sync`` (through
+``run_sync``), ``inventory run`` and the demo all go through it.
+"""
 
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Engine
@@ -19,12 +24,17 @@ from inventory.db.locks import account_locks
 from inventory.db.migrate import ensure_current
 from inventory.db.runs import mark_unconfigured
 from inventory.sync.outcome import AccountResult
-from inventory.sync.syncer import ProgressCallback, Syncer
+from inventory.sync.syncer import ProgressCallback, ResultCallback, Syncer
 
-__all__ = ["open_client", "open_engine", "run_sync"]
+if TYPE_CHECKING:
+    from inventory.settings import AccountConfig, Settings
+
+__all__ = ["build_syncer", "fewer_collections", "open_client", "open_engine", "run_sync"]
 
 
-def open_engine(settings: Any, *, check_schema: bool = True, read_only: bool = False) -> Engine:
+def open_engine(
+    settings: Settings, *, check_schema: bool = True, read_only: bool = False
+) -> Engine:
     """``read_only``: for commands that only read; on SQLite they never wait for a sync."""
     engine = make_engine(
         settings.database_url_secret(),
@@ -40,7 +50,7 @@ def open_engine(settings: Any, *, check_schema: bool = True, read_only: bool = F
     return engine
 
 
-def open_client(settings: Any, engine: Engine | None = None) -> CloudflareClient:
+def open_client(settings: Settings, engine: Engine | None = None) -> CloudflareClient:
     """With a PostgreSQL ``engine``, every process on it shares one budget per credential."""
     if engine is not None and engine.dialect.name == "postgresql":
         store = PostgresBudgetStore(engine)
@@ -124,8 +134,36 @@ def fewer_collections() -> Iterator[None]:
         gc.set_threshold(*old)
 
 
+def build_syncer(
+    settings: Settings,
+    engine: Engine,
+    client: CloudflareClient,
+    *,
+    on_page: ProgressCallback | None = None,
+    on_result: ResultCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> Syncer:
+    """The Syncer the settings describe, taking the per-account locks every process shares."""
+    return Syncer(
+        engine=engine,
+        client=client,
+        per_page=settings.page_size,
+        max_pages=settings.max_pages,
+        confirm_threshold=settings.confirm_threshold,
+        locks=account_locks(engine),
+        on_page=on_page,
+        on_result=on_result,
+        cancel=cancel,
+        account_deadline=settings.account_deadline,
+    )
+
+
 def run_sync(
-    settings: Any, accounts: Sequence[Any], *, all_accounts: bool = True, progress: bool = False
+    settings: Settings,
+    accounts: Sequence[AccountConfig],
+    *,
+    all_accounts: bool = True,
+    progress: bool = False,
 ) -> list[AccountResult]:
     """One pass over ``accounts``; ``all_accounts`` says they are the whole configuration."""
     engine = open_engine(settings)
@@ -135,17 +173,8 @@ def run_sync(
             open_client(settings, engine) as client,
             _progress(progress) as on_page,
         ):
-            syncer = Syncer(
-                engine=engine,
-                client=client,
-                per_page=settings.page_size,
-                max_pages=settings.max_pages,
-                confirm_threshold=settings.confirm_threshold,
-                on_page=on_page,
-                account_deadline=settings.account_deadline,
-                # Beside running daemons, a one-shot sync takes the same per-account locks.
-                locks=account_locks(engine),
-            )
+            # Beside running daemons, a one-shot sync takes the same per-account locks.
+            syncer = build_syncer(settings, engine, client, on_page=on_page)
             if all_accounts:
                 mark_unconfigured(engine, [a.id for a in accounts])
             return syncer.sync_all(accounts, max_concurrency=settings.max_concurrency)

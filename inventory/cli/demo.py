@@ -13,13 +13,13 @@ from typing import Any
 
 from rich.console import Console
 
+from inventory.cli.render import results_summary
+from inventory.daemon.service import open_engine, run_sync
 from inventory.db.engine import sqlite_path
 from inventory.logs import configure_logging
-from inventory.render import results_summary
+from inventory.reports.output import plan_lines
 from inventory.reports.plan import build_plan, referenced
 from inventory.reports.queries import entity_names, known_accounts, version_events
-from inventory.reports.render import plan_lines
-from inventory.service import open_engine, run_sync
 from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 

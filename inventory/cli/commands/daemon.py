@@ -1,10 +1,8 @@
-"""``inventory run``: the long-running service (see inventory/daemon.py).
+"""``inventory run``: the long-running service (see inventory/daemon/).
 
 Exit codes: 0 after a clean stop (SIGTERM/SIGINT); 1 when aborted syncs did not stop in time;
 2 for configuration problems, a schema behind the code, or a second daemon on one SQLite file;
 130 on a second signal.
-
-``python -m inventory.commands.daemon run …`` works before the command is wired into cli.py.
 """
 
 from __future__ import annotations
@@ -12,6 +10,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
+from inventory.cli.console import fail, user_errors
+from inventory.cli.options import options
 
 __all__ = ["register"]
 
@@ -42,19 +43,19 @@ def run_command(
     ] = None,
 ) -> None:
     """Sync every account now, then on the schedule (sync_interval or sync_cron), until stopped."""
-    from inventory.cli import fail, user_errors
-    from inventory.daemon import Daemon, DaemonOptions
+    from inventory.daemon.runner import Daemon, DaemonOptions  # lazily: the whole sync stack
 
     if grace < 0 or jitter < 0 or (ready_max_age is not None and ready_max_age <= 0):
         fail("--grace and --jitter must be 0 or more, --ready-max-age more than 0")
+    given = options(ctx)
     if metrics_address is not None:
-        ctx.obj.overrides["metrics_address"] = metrics_address
+        given.overrides["metrics_address"] = metrics_address
     with user_errors():
-        settings = ctx.obj.settings()
-        options = DaemonOptions(
+        settings = given.settings()
+        daemon_options = DaemonOptions(
             upgrade=upgrade, grace=grace, ready_max_age=ready_max_age, jitter=jitter
         )
-        daemon = Daemon(settings, options, reload=ctx.obj.load)
+        daemon = Daemon(settings, daemon_options, reload=given.load)
         if jitter >= daemon.period / 2:
             fail(f"--jitter must be less than half the cycle ({daemon.period:g}s)")
         code = daemon.run()
@@ -63,16 +64,3 @@ def run_command(
 
 def register(app: typer.Typer) -> None:
     app.command("run")(run_command)
-
-
-def main() -> None:
-    from inventory.cli import app
-    from inventory.cli import main as cli_main
-
-    if not any(command.name == "run" for command in app.registered_commands):
-        register(app)
-    cli_main()
-
-
-if __name__ == "__main__":
-    main()

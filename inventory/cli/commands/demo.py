@@ -1,0 +1,66 @@
+"""``inventory simulate | demo``: try inventory against the simulated Cloudflare API.
+
+The only commands that import the simulator (inventory.simulator), and only when they run.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from inventory.cli.console import fail, out, user_errors
+
+__all__ = ["register"]
+
+
+def simulate_command(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8787,
+    seed: Annotated[int, typer.Option(help="Seed of the generated inventory.")] = 1,
+    accounts: Annotated[int, typer.Option(help="Number of accounts.")] = 3,
+    portals: Annotated[int, typer.Option(help="Portals per account.")] = 5,
+    advance_every: Annotated[
+        float | None, typer.Option(help="Apply a step of changes every N seconds.")
+    ] = None,
+) -> None:
+    """Serve a simulated Cloudflare API on 127.0.0.1 (for trying inventory without an account)."""
+    from inventory.simulator import SimulatedCloudflare, serve_forever  # only this command
+
+    sim = SimulatedCloudflare(seed=seed, accounts=accounts, portals_per_account=portals)
+    base = f"http://127.0.0.1:{port}/client/v4"
+    out.print(f"simulated Cloudflare API at [bold]{base}[/]")
+    out.print(
+        f"token: {sim.api_token}  (or X-Auth-Email {sim.api_email}, X-Auth-Key {sim.api_key})"
+    )
+    out.print("accounts: " + ", ".join(sim.account_ids))
+    out.print("try:")
+    env = json.dumps([{"id": a, "api_token": sim.api_token} for a in sim.account_ids])
+    out.print(
+        f"  INVENTORY_API_BASE_URL={base} INVENTORY_ACCOUNTS='{env}' inventory sync",
+        soft_wrap=True,
+        highlight=False,
+    )
+    try:
+        serve_forever(sim, port=port, advance_every=advance_every)
+    except OSError as exc:
+        fail(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}")
+
+
+def demo_command(
+    cycles: Annotated[int, typer.Option(help="Sync cycles to run.")] = 3,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="Where to keep the demo's data (default: a new inventory-demo.db)."),
+    ] = None,
+) -> None:
+    """A first run: a simulated API, a few sync cycles, and what changed between them."""
+    from inventory.cli.demo import run_demo  # lazily: the database stack and the simulator
+
+    with user_errors():
+        run_demo(out, cycles=cycles, database_url=database_url)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate_command)
+    app.command("demo")(demo_command)
