@@ -15,7 +15,7 @@ import pytest
 HEAVY = ("sqlalchemy", "httpx", "structlog", "apscheduler", "alembic", "psycopg", "stamina")
 
 
-def imported(args: list[str], cwd: Path) -> set[str]:
+def imported_modules(args: list[str], cwd: Path) -> set[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INVENTORY_", "CLOUDFLARE_"))}
     env["INVENTORY_ACCOUNTS"] = json.dumps([{"id": "0" * 32, "api_token": "t" * 40}])
     env["INVENTORY_DATABASE_URL"] = "postgresql://inventory:secretpassword@db/inventory"
@@ -30,10 +30,12 @@ def imported(args: list[str], cwd: Path) -> set[str]:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    return {
-        match[1].split(".")[0]
-        for match in re.finditer(r"^import time:.*\|\s+([\w.]+)$", done.stderr, re.MULTILINE)
-    }
+    return set(re.findall(r"^import time:.*\|\s+([\w.]+)$", done.stderr, re.MULTILINE))
+
+
+def imported(args: list[str], cwd: Path) -> set[str]:
+    """The top-level packages ``inventory ARGS`` imports."""
+    return {name.split(".")[0] for name in imported_modules(args, cwd)}
 
 
 @pytest.mark.parametrize(
@@ -52,3 +54,13 @@ def test_a_command_imports_only_what_it_uses(
     assert "inventory" in modules
     loaded = sorted(set(HEAVY + also_absent) & modules)
     assert not loaded, f"inventory {' '.join(args)} imports {loaded}"
+
+
+def test_config_check_loads_neither_the_reports_nor_the_daemon(tmp_path: Path) -> None:
+    """`config check` prints one table: not the history's tables (inventory.reports pulls in the
+    change plan), not the daemon or the sync, and not rich's emoji codes (3,600 of them, read
+    to look for a ``:code:`` in a string; the table's cells are Text)."""
+    modules = imported_modules(["config", "check"], tmp_path)
+    unwanted = ("inventory.reports", "inventory.daemon", "inventory.sync", "rich._emoji_codes")
+    loaded = sorted(m for m in modules if m.startswith(unwanted))
+    assert not loaded, f"inventory config check imports {loaded}"

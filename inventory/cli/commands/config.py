@@ -34,23 +34,26 @@ def config_check(
         out.print_json(json.dumps(redacted, default=str))
         return
     out.print(config_table(redacted))
-    out.print(f"[green]ok[/]: {len(settings.accounts)} account(s) configured")
+    # emoji=False: the line holds no emoji code, and rich would load its 3,600 codes to find none
+    out.print(f"[green]ok[/]: {len(settings.accounts)} account(s) configured", emoji=False)
 
 
 def config_table(redacted: Mapping[str, Any]) -> Table:
     from rich.table import Table  # lazily: rich costs `--help` start-up time
     from rich.text import Text
 
-    table = Table(title="effective configuration", title_justify="left", show_header=False)
+    # Text, not str, everywhere: rich would load its emoji codes to look for one (start-up time)
+    title = Text("effective configuration", style="table.title")
+    table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("setting", style="bold")
     table.add_column("value", overflow="fold")
     for name, value in redacted.items():
         if name == "accounts":
             continue
-        table.add_row(name, Text("" if value is None else str(value)))
+        table.add_row(Text(name), Text("" if value is None else str(value)))
     # Numbered as in error messages; Text, so that "[[accounts]]" is not read as markup.
     for i, account in enumerate(redacted.get("accounts") or []):
-        table.add_row(f"accounts[{i}]", Text(json.dumps(account, default=str)))
+        table.add_row(Text(f"accounts[{i}]"), Text(json.dumps(account, default=str)))
     return table
 
 
