@@ -8,6 +8,8 @@
     ├── TimeSpecError          a time, duration or crontab a user typed that cannot be read
     │   └── CrontabError       not a five-field crontab the scheduler can run
     ├── RateLimitBlocked       the server blocks a credential longer than the caller may wait
+    ├── SelectionError         a filter (--account, --kind, --field) that names nothing there is
+    ├── EntityNotFoundError    no such portal or server at the instant asked for
     └── FetchError             an account's listing could not be fetched completely
         ├── TransportError     timeouts and connection errors, after retries
         ├── ApiError           Cloudflare answered with an error status or ``success: false``
@@ -30,11 +32,13 @@ __all__ = [
     "ConfigError",
     "CrontabError",
     "DeadlineError",
+    "EntityNotFoundError",
     "FetchError",
     "InventoryError",
     "PagingError",
     "RateLimitBlocked",
     "SchemaOutOfDateError",
+    "SelectionError",
     "TimeSpecError",
     "TransportError",
 ]
@@ -81,6 +85,14 @@ class RateLimitBlocked(InventoryError):  # noqa: N818 - a condition, reported by
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         super().__init__(f"the server blocks this credential for another {seconds:.0f} s")
+
+
+class SelectionError(InventoryError):
+    """A filter that names nothing that exists; the message lists what would."""
+
+
+class EntityNotFoundError(InventoryError):
+    """No such portal or server at the instant asked for (or several, and no account given)."""
 
 
 class FetchError(InventoryError):

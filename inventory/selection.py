@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from inventory.errors import InventoryError
+from inventory.errors import SelectionError
 
 __all__ = [
     "KIND_ALIASES",
@@ -30,10 +30,6 @@ KIND_ALIASES: dict[str, str] = {
     "links": "portal_server",
 }
 _LISTED = 12
-
-
-class SelectionError(InventoryError):
-    """A filter that names nothing that exists; the message lists what would."""
 
 
 @dataclass(frozen=True, slots=True)

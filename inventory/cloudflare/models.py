@@ -18,6 +18,8 @@ from pydantic import (
     field_validator,
 )
 
+from inventory.storable import NUL_REASON, has_nul
+
 __all__ = [
     "AUTH_TYPES",
     "STATUSES",
@@ -57,9 +59,8 @@ class _ApiModel(BaseModel):
     @classmethod
     def _reject_nul(cls, value: Any) -> Any:
         # PostgreSQL text cannot hold NUL; say so here rather than failing the whole transaction.
-        if isinstance(value, str) and "\x00" in value:
-            msg = "contains a NUL character"
-            raise ValueError(msg)
+        if has_nul(value):
+            raise ValueError(NUL_REASON)
         return value
 
 

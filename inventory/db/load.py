@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, selec
 from sqlalchemy.exc import DBAPIError
 
 from inventory.db import models
+from inventory.storable import storable_text
 from inventory.sync.diff import ChangeSet, KindChanges
 from inventory.sync.transform import KINDS, OBSERVED, Key, Kind, Rejection, Row
 
@@ -342,14 +343,6 @@ def _insert_versions(
     _insert_rows(conn, spec.history, versions)
 
 
-def _storable_text(text: str | None) -> str | None:
-    """Text both databases accept: NUL and lone surrogates written as visible escapes."""
-    if text is None:
-        return None
-    text = text.replace("\x00", "\\x00")
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def record_rejections(
     conn: Connection, account_id: str, run_id: int, rejections: Iterable[Rejection]
 ) -> int:
@@ -358,8 +351,8 @@ def record_rejections(
             "run_id": run_id,
             "account_id": account_id,
             "kind": r.kind,
-            "entity_id": _storable_text(r.entity_id),
-            "reason": _storable_text(r.reason),
+            "entity_id": storable_text(r.entity_id),
+            "reason": storable_text(r.reason),
             "raw": r.raw,
         }
         for r in rejections

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, bindparam, exists, select, text
 from inventory.db import models
 from inventory.db.load import TABLES, KindTables
 from inventory.db.types import UTCDateTime
-from inventory.errors import InventoryError
+from inventory.errors import EntityNotFoundError
 from inventory.reports import sql
 from inventory.reports.plan import VersionEvent
 from inventory.selection import KIND_ORDER, KnownAccount
@@ -70,10 +70,6 @@ _BOOLEANS = frozenset(
         "tool_enabled",
     }
 )
-
-
-class EntityNotFoundError(InventoryError):
-    """No such portal or server at the instant asked for (or several, and no account given)."""
 
 
 def _value(name: str, value: Any) -> Any:

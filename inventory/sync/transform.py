@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +18,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from inventory.cloudflare.models import AUTH_TYPES, STATUSES, Portal, PortalServer, Server
+from inventory.storable import ESCAPED_NUL, NUL_IN_JSON_REASON, json_has_nul
 
 __all__ = [
     "KINDS",
@@ -57,7 +57,6 @@ _OVERRIDE_TEXT = (
     "server_alias",
     "server_description",
 )
-_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # Observations, not content: Cloudflare moves these every time it re-syncs a server (each
 # attempt, each success) while nothing about the server changes. They are left out of a
 # server's content hash (the column and the key in ``raw`` alike) and are updated in place.
@@ -190,7 +189,7 @@ def _plainly_storable(raw: object) -> bool:
         blob = orjson.dumps(raw)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         return False
-    return 2 * len(blob) <= MAX_RECORD_BYTES and b"\\u0000" not in blob
+    return 2 * len(blob) <= MAX_RECORD_BYTES and ESCAPED_NUL.encode() not in blob
 
 
 def _storable_problem(raw: object) -> tuple[str | None, str]:
@@ -204,11 +203,9 @@ def _storable_problem(raw: object) -> tuple[str | None, str]:
         excerpt = {"truncated": True, "characters": len(text), "start": text[:10_000]}
         reason = f"record is {len(text):,} characters, over the {MAX_RECORD_BYTES:,} limit"
         return reason, json.dumps(excerpt, ensure_ascii=True)
-    # The substring test first: json.dumps always writes NUL as \u0000, and the regex (which
-    # tells an escaped backslash apart) is costly on every large record.
-    if "\\u0000" in text and _NUL.search(text):
-        reason = "contains a NUL character, which PostgreSQL cannot store"
-        return reason, json.dumps(raw, ensure_ascii=True, default=str)  # may hold a surrogate too
+    if json_has_nul(text):
+        # kept as ASCII JSON: it may hold a lone surrogate too
+        return NUL_IN_JSON_REASON, json.dumps(raw, ensure_ascii=True, default=str)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -11,14 +11,18 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from inventory.cli.console import fail, out, user_errors
 from inventory.cli.options import options
-from inventory.errors import TimeSpecError
+from inventory.errors import EntityNotFoundError, TimeSpecError
+from inventory.selection import KnownAccount, resolve_accounts
 from inventory.timespec import parse_instant
+
+if TYPE_CHECKING:  # a hint only: SQLAlchemy costs `--help` start-up time
+    from sqlalchemy import Connection
 
 __all__ = [
     "Account",
@@ -55,9 +59,8 @@ def instant(value: str | None, option: str, *, now: datetime) -> datetime | None
 
 
 @contextmanager
-def connection(ctx: typer.Context) -> Iterator[Any]:
+def connection(ctx: typer.Context) -> Iterator[Connection]:
     from inventory.daemon.service import open_engine
-    from inventory.reports.queries import EntityNotFoundError
 
     with user_errors():
         engine = open_engine(options(ctx).settings(require_accounts=False), read_only=True)
@@ -70,26 +73,23 @@ def connection(ctx: typer.Context) -> Iterator[Any]:
             engine.dispose()
 
 
-def known_accounts(ctx: typer.Context, conn: Any) -> list[Any]:
+def known_accounts(ctx: typer.Context, conn: Connection) -> list[KnownAccount]:
     """Accounts a user may name: the configured ones first (their names), then the database's."""
-    from inventory.reports.queries import known_accounts
-    from inventory.selection import KnownAccount
+    from inventory.reports.queries import known_accounts as stored_accounts
 
     settings = options(ctx).settings(require_accounts=False)
     configured = [KnownAccount(a.id, a.name) for a in settings.accounts]
-    return [*configured, *known_accounts(conn)]
+    return [*configured, *stored_accounts(conn)]
 
 
-def account_ids(ctx: typer.Context, conn: Any, wanted: Sequence[str]) -> list[str]:
+def account_ids(ctx: typer.Context, conn: Connection, wanted: Sequence[str]) -> list[str]:
     """The ids the ``--account`` values name (an id or a name); an unknown one is exit 2."""
-    from inventory.selection import resolve_accounts
-
     if not wanted:
         return []
     return resolve_accounts(wanted, known_accounts(ctx, conn))
 
 
-def account_id(ctx: typer.Context, conn: Any, wanted: str | None) -> str | None:
+def account_id(ctx: typer.Context, conn: Connection, wanted: str | None) -> str | None:
     return account_ids(ctx, conn, [wanted])[0] if wanted is not None else None
 
 

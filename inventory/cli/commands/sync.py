@@ -13,7 +13,8 @@ import typer
 
 from inventory.cli.console import err, out, user_errors
 from inventory.cli.options import options
-from inventory.errors import ConfigError
+from inventory.errors import ConfigError, SelectionError
+from inventory.selection import KnownAccount, resolve_accounts
 
 if TYPE_CHECKING:
     from inventory.settings import AccountConfig
@@ -78,8 +79,6 @@ def sync_command(
 
 def _select_accounts(accounts: list[AccountConfig], wanted: list[str]) -> list[AccountConfig]:
     """The configured accounts ``--account`` names, by id or name; an unknown one is exit 2."""
-    from inventory.selection import KnownAccount, SelectionError, resolve_accounts
-
     if not wanted:
         return accounts
     by_id = {a.id: a for a in accounts}
