@@ -32,7 +32,7 @@ def doctor_command(
 ) -> None:
     """Check the database and every account's credential before the first sync (exit 1 if any
     check fails)."""
-    from inventory.doctor import doctor_lines, run_doctor
+    from inventory.cli.doctor import doctor_lines, run_doctor
 
     with user_errors():
         settings = options(ctx).settings()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
@@ -27,9 +27,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from inventory.cloudflare.budget_headers import read_budget
 from inventory.cloudflare.client import CloudflareClient, Page
 from inventory.cloudflare.listing import listing_path
+from inventory.daemon.service import open_client
 from inventory.db.engine import make_engine, sqlite_path
 from inventory.db.migrate import head_revision, known_revision
 from inventory.errors import ApiError, BadResponseError, FetchError, TransportError
+
+if TYPE_CHECKING:
+    from inventory.settings import AccountConfig, Settings
 
 __all__ = ["Check", "Status", "check_account", "check_database", "doctor_lines", "run_doctor"]
 
@@ -79,18 +83,16 @@ class Check:
 
 
 def run_doctor(
-    settings: Any,
-    accounts: Sequence[Any],
+    settings: Settings,
+    accounts: Sequence[AccountConfig],
     *,
-    client_factory: Callable[[Any], CloudflareClient] | None = None,
+    client_factory: Callable[[Settings], CloudflareClient] | None = None,
 ) -> list[Check]:
     """Every check, the database's first, then each account's in configuration order."""
     checks = check_database(settings.database_url_secret(), shown=str(settings.database_url))
     if not accounts:
         return checks
     if client_factory is None:
-        from inventory.daemon.service import open_client
-
         client_factory = open_client
     quick = settings.model_copy(
         update={
@@ -232,7 +234,7 @@ def _first_line(exc: SQLAlchemyError) -> str:
     return (str(orig).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _skipped(check: str, why: str, account: Any = None) -> Check:
+def _skipped(check: str, why: str, account: AccountConfig | None = None) -> Check:
     return Check(
         check,
         "skip",
@@ -246,7 +248,7 @@ def _skipped(check: str, why: str, account: Any = None) -> Check:
 
 
 def check_account(
-    client: CloudflareClient, account: Any, *, clock: Callable[[], float] = time.time
+    client: CloudflareClient, account: AccountConfig, *, clock: Callable[[], float] = time.time
 ) -> list[Check]:
     """One request for the first portal: the credential, the budget left, the clock."""
 
