@@ -19,9 +19,9 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
+from inventory.cli.doctor import Check, check_database, run_doctor
 from inventory.db.engine import make_engine, sqlite_path
 from inventory.db.migrate import head_revision, upgrade
-from inventory.cli.doctor import Check, check_database, run_doctor
 from inventory.settings import Settings, load_settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from tests.support.daemon import free_port

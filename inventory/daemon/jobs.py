@@ -1,0 +1,245 @@
+"""The daemon's scheduler jobs: one per account, the hourly prune, the minutely close-runs.
+
+A mixin of :class:`inventory.daemon.runner.Daemon`, which owns the state declared below; kept
+apart so that each file reads as one concern (the runner: start, serve, reload, stop).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import nullcontext, suppress
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from inventory.daemon.metrics import Metrics
+from inventory.daemon.options import DaemonOptions
+from inventory.daemon.schedule import ANCHOR, account_schedule, cycle_start, schedule_trigger
+from inventory.db import models
+from inventory.db.retention import prune_history
+from inventory.db.runs import close_abandoned_runs, mark_unconfigured
+from inventory.sync.outcome import describe_error
+from inventory.sync.syncer import Syncer, utc_now
+
+if TYPE_CHECKING:
+    from inventory.settings import AccountConfig, Settings
+
+__all__ = ["DaemonJobs"]
+
+log = structlog.get_logger("inventory.daemon")
+
+
+class DaemonJobs:
+    settings: Settings
+    options: DaemonOptions
+    accounts: list[AccountConfig]
+    metrics: Metrics
+    stopping: threading.Event
+    scheduler: Any
+    schedule: Any
+    triggers: dict[str, Any]
+    _running: set[str]
+    _closed: bool
+    _idle: threading.Condition
+    _due: dict[str, AccountConfig]
+    _choosing: threading.Lock
+    _order: dict[str, int]
+
+    def _start_scheduler(self, syncer: Syncer) -> None:
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(self.settings.max_concurrency)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        now = utc_now()
+        for account in self.accounts:
+            scheduler.add_job(
+                self._sync_job,
+                schedule_trigger(
+                    account_schedule(self.settings, account), jitter=self.options.jitter
+                ),
+                args=(syncer, account),
+                id=account.id,
+                name=f"sync {account.id}",
+                next_run_time=now,  # the start-up sync; later fires follow the shared cycles
+            )
+        if self.settings.history_retention:
+            self._add_prune_job(scheduler, syncer, now)
+        scheduler.add_job(
+            self._close_runs,
+            IntervalTrigger(seconds=self.options.housekeeping, timezone=UTC),
+            args=(syncer,),
+            id="close-runs",
+            name="close runs left behind",
+            next_run_time=now + timedelta(seconds=self.options.housekeeping),
+        )
+        scheduler.add_listener(self._on_overlap, EVENT_JOB_MAX_INSTANCES)
+        scheduler.start()
+        self.scheduler = scheduler
+        self.metrics.scheduler_running.set(1)
+
+    def _add_prune_job(self, scheduler: Any, syncer: Syncer, now: datetime) -> None:
+        # Hourly, starting a minute in: retention is housekeeping, never in a sync's way.
+        scheduler.add_job(
+            self._prune_job,
+            IntervalTrigger(hours=1, timezone=UTC),
+            args=(syncer,),
+            id="prune",
+            name="prune history",
+            next_run_time=now + timedelta(minutes=1),
+        )
+
+    def _sync_job(self, syncer: Syncer, account: AccountConfig) -> None:
+        """Sync the due account that succeeded longest ago (not necessarily ``account``).
+
+        Every job that fires adds its account to the due set and takes the most starved one
+        out, so the executor's queue runs the cycle's accounts oldest-last-success first; one
+        that turns out skipped (another replica has it, or it is done this cycle) hands the
+        thread to the next.
+        """
+        with self._choosing:
+            self._due[account.id] = account
+        while True:
+            with self._choosing:
+                chosen = self._next_due(syncer.engine)
+            if chosen is None:
+                return
+            with self._idle:
+                if self._closed:
+                    return
+                self._running.add(chosen.id)
+            try:
+                trigger = self.triggers.get(chosen.id, self.schedule)
+                result = syncer.sync_account(chosen, cycle_start=cycle_start(trigger, utc_now()))
+            finally:
+                with self._idle:
+                    self._running.discard(chosen.id)
+                    self._idle.notify_all()
+            if result.status != "skipped":
+                return
+
+    def _next_due(self, engine: Engine) -> AccountConfig | None:
+        """Take the due account with the oldest last success (never synced first); None if none."""
+        with self._idle:
+            running = set(self._running)
+        for gone in set(self._due) - {a.id for a in self.accounts}:
+            del self._due[gone]  # removed from the configuration since its job fired
+        ids = [i for i in self._due if i not in running]
+        if not ids:
+            return None
+        successes: dict[str, datetime | None] = {}
+        try:
+            accounts = models.table_of(models.Account)
+            with engine.connect() as conn:
+                query = select(accounts.c.id, accounts.c.last_success_at)
+                rows = conn.execute(query.where(accounts.c.id.in_(ids))).all()
+                successes = {row[0]: row[1] for row in rows}
+        except SQLAlchemyError:
+            pass  # the configured order then; the sync itself reports the database error
+
+        def starved(i: str) -> tuple[bool, datetime, int]:
+            return successes.get(i) is not None, successes.get(i) or ANCHOR, self._order.get(i, 0)
+
+        oldest = min(ids, key=starved)
+        return self._due.pop(oldest)
+
+    def _prune_job(self, syncer: Syncer) -> None:
+        """Apply ``history_retention``; on PostgreSQL one replica at a time does it."""
+        retention = self.settings.history_retention
+        if retention is None:  # turned off by a reload since the job fired
+            return
+        try:
+            with (
+                syncer.locks.hold("prune")
+                if syncer.locks is not None
+                else nullcontext(True) as taken
+            ):
+                if not taken or self.stopping.is_set():
+                    return
+                result = prune_history(
+                    syncer.engine,
+                    older_than=timedelta(seconds=retention),
+                    now=utc_now(),
+                )
+            log.info("history pruned", removed=result.total)
+        except SQLAlchemyError as exc:
+            log.warning(
+                "history pruning failed; the next hour tries again",
+                error=describe_error(exc, database=""),
+            )
+
+    def _close_runs(self, syncer: Syncer) -> None:
+        """No run stays 'running' once its work ended: ours that failed to record, dead ones."""
+        try:
+            syncer.close_unfinished()
+            closed = close_abandoned_runs(syncer.engine, now=utc_now(), host=syncer.host)
+        except SQLAlchemyError as exc:
+            log.warning(
+                "could not close runs left behind; the next minute tries again",
+                error=describe_error(exc, database=""),
+            )
+            return
+        if closed:
+            log.warning("closed runs whose process is gone", runs=closed)
+
+    def _reschedule(
+        self, syncer: Syncer, old: Settings, *, added: list[str], removed: list[str]
+    ) -> None:
+        """Jobs for the new accounts and schedules; a running sync keeps what it began with."""
+        scheduler = self.scheduler
+        now = utc_now()
+        for account_id in removed:
+            with suppress(JobLookupError):
+                scheduler.remove_job(account_id)
+        before = {a.id: a for a in old.accounts}
+        for account in self.accounts:
+            schedule = account_schedule(self.settings, account)
+            trigger = schedule_trigger(schedule, jitter=self.options.jitter)
+            if account.id in added:
+                scheduler.add_job(
+                    self._sync_job,
+                    trigger,
+                    args=(syncer, account),
+                    id=account.id,
+                    name=f"sync {account.id}",
+                    next_run_time=now,  # a new account is synced at once
+                )
+                continue
+            scheduler.modify_job(account.id, args=(syncer, account))
+            if account_schedule(old, before[account.id]) != schedule:
+                scheduler.reschedule_job(account.id, trigger=trigger)
+        self.metrics.prepare(added, credentials={a.id: a.credential_key for a in self.accounts})
+        self._reschedule_prune(syncer)
+        if removed:
+            try:
+                mark_unconfigured(syncer.engine, [a.id for a in self.accounts])
+            except SQLAlchemyError as exc:  # start-up and the next reload mark them again
+                log.warning("could not mark removed accounts", error=str(exc).splitlines()[0])
+
+    def _reschedule_prune(self, syncer: Syncer) -> None:
+        job = self.scheduler.get_job("prune")
+        if self.settings.history_retention and job is None:
+            self._add_prune_job(self.scheduler, syncer, utc_now())
+        elif not self.settings.history_retention and job is not None:
+            self.scheduler.remove_job("prune")
+
+    def _on_overlap(self, event: Any) -> None:
+        if event.job_id in ("prune", "close-runs"):
+            return
+        name = next((a.name for a in self.accounts if a.id == event.job_id), None)
+        log.warning(
+            "sync skipped",
+            account_id=event.job_id,
+            account=name,
+            reason="the previous sync of this account is still running",
+        )
+        self.metrics.runs.labels(event.job_id, "skipped").inc()
+        self.metrics.overlaps.labels(event.job_id).inc()
