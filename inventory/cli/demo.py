@@ -16,6 +16,7 @@ from rich.console import Console
 from inventory.cli.render import results_summary
 from inventory.daemon.service import open_engine, run_sync
 from inventory.db.engine import sqlite_path
+from inventory.db.migrate import upgrade
 from inventory.logs import configure_logging
 from inventory.reports.output import plan_lines
 from inventory.reports.plan import build_plan, referenced
@@ -70,8 +71,6 @@ def run_demo(console: Console, *, cycles: int = 3, database_url: str | None = No
         console.rule("[bold]inventory demo")
         console.print(f"simulated Cloudflare API: {base_url}")
         console.print(f"database: {url}")
-
-        from inventory.db.migrate import upgrade
 
         engine = open_engine(settings, check_schema=False)
         try:

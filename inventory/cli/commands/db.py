@@ -1,4 +1,8 @@
-"""``inventory db upgrade | current | merge-observations``: the database schema and its data."""
+"""``inventory db upgrade | current | merge-observations``: the database schema and its data.
+
+Each command imports the database layer when it runs: SQLAlchemy and Alembic cost the other
+commands' start-up time.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True, rich_markup_
 
 
 def _engine(settings: Settings) -> Engine:
-    from inventory.db.engine import make_engine  # lazily: SQLAlchemy costs start-up time
+    from inventory.db.engine import make_engine
 
     return make_engine(settings.database_url_secret())
 

@@ -16,6 +16,7 @@ import typer
 from inventory.cli.commands import history, prune, show
 from inventory.cli.commands.history import Account, AsCsv, AsJson
 from inventory.cli.console import fail, out, user_errors
+from inventory.selection import KIND_ORDER, parse_kinds
 
 __all__ = ["register"]
 
@@ -52,7 +53,6 @@ def changes_command(
     from inventory.reports.output import plan_lines, rows_csv, rows_json
     from inventory.reports.plan import PLAN_COLUMNS, FieldFilter, build_plan, referenced, value_text
     from inventory.reports.queries import entity_names, version_events
-    from inventory.selection import KIND_ORDER, parse_kinds
 
     history.one_format(as_json, as_csv)
     now = history.now()
