@@ -17,15 +17,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from inventory.reports.plan import (
-    ABSENT,
-    EntityPlan,
-    Event,
-    FieldChange,
-    Line,
-    Plan,
-    show_value,
-)
+from inventory.reports.fields import ABSENT, FieldChange, show_value
+from inventory.reports.plan import EntityPlan, Event, Line, Plan
 
 __all__ = [
     "Column",
