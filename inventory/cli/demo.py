@@ -18,8 +18,8 @@ from inventory.daemon.service import open_engine, run_sync
 from inventory.db.engine import sqlite_path
 from inventory.db.migrate import upgrade
 from inventory.logs import configure_logging
-from inventory.reports.output import plan_lines
 from inventory.reports.plan import build_plan, referenced
+from inventory.reports.plan_text import plan_lines
 from inventory.reports.queries import entity_names, known_accounts, version_events
 from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
