@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -373,6 +374,32 @@ def test_deep_json_is_decoded_without_touching_the_recursion_limit(
     assert depth == 20_000
     assert changes == []
     assert sys.getrecursionlimit() == limit
+
+
+def _nested_in_result(fragment: str, depth: int) -> bytes:
+    return f'{{"success":true,"result":[{"[" * depth}{fragment}{"]" * depth}]}}'.encode()
+
+
+def test_deep_json_decodes_to_what_shallow_json_does() -> None:
+    inner = '{"a": [1, 2.5, -3e4, "\\u00e9x", null, true, false, {}, []], "b": {"c": [0]}, "a": 2}'
+    envelope = decode_envelope(_nested_in_result(inner, 3000), call=_Call(), status_code=200)
+    value = envelope["result"][0]
+    for _ in range(3000):
+        (value,) = value
+    assert value == json.loads(inner)
+
+
+@pytest.mark.parametrize(
+    "fragment",
+    ["1,", '{"a" 1}', '{"a":1,}', "{1:2}", "1 2", "nul", "NaN", "-Infinity", '{"a":1 "b":2}', "01"],
+)
+def test_malformed_deep_json_is_refused_as_shallow_json_is(fragment: str) -> None:
+    messages = []
+    for depth in (1, 3000):
+        with pytest.raises(BadResponseError) as caught:
+            decode_envelope(_nested_in_result(fragment, depth), call=_Call(), status_code=200)
+        messages.append(re.sub(r"at byte \d+", "at byte N", str(caught.value)))
+    assert messages[0] == messages[1]
 
 
 def test_json_nested_deeper_than_the_limit_is_refused_clearly() -> None:

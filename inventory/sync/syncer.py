@@ -1,10 +1,9 @@
 """Syncing accounts: each under its lock, its run recorded whatever happens.
 
 The recipe of one account's sync is ``inventory.sync.account``; this module runs it. The order
-is the promise:
-the run row is committed as ``running`` before anything is fetched; everything the account's
-sync changes (rows, history, rejections, the run's final status) is committed together or
-not at all; a failure leaves what was stored exactly as it was.
+is the promise: the run row is committed as ``running`` before anything is fetched; everything
+the account's sync changes (rows, history, rejections, the run's final status) is committed
+together or not at all; a failure leaves what was stored exactly as it was.
 
 A run applies only if it is still ``running`` and no later run of the account has applied
 (inventory.db.runs: the fencing token); otherwise it applies nothing and is ``superseded``. A run
