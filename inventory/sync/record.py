@@ -1,4 +1,4 @@
-"""Recording a run's outcome on its row: the fence before an apply, and the run's finish."""
+"""Recording a run's outcome: the fence before an apply, the run's finish, its log line."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from inventory.db.runs import check_fence, finish_run
 from inventory.sync.diff import ChangeSet
 from inventory.sync.outcome import AccountResult
 
-__all__ = ["finish", "superseded"]
+__all__ = ["finish", "log_result", "superseded"]
 
 log = structlog.get_logger("inventory.sync")
 
@@ -88,3 +88,34 @@ def finish(
         run_id=result.run_id,
         status=result.status,
     )
+
+
+def log_result(result: AccountResult) -> None:
+    """The canonical line of an account's sync."""
+    if result.status == "skipped":
+        log.debug("account skipped", account_id=result.account_id, reason=result.error)
+        return
+    added = sum(c["added"] for c in result.counts.values())
+    changed = sum(c["changed"] for c in result.counts.values())
+    removed = sum(c["removed"] for c in result.counts.values())
+    level = "info" if result.status in ("succeeded", "superseded") else "warning"
+    getattr(log, level)(
+        "account synced",
+        account_id=result.account_id,
+        account=result.name,
+        run_id=result.run_id,
+        status=result.status,
+        added=added,
+        changed=changed,
+        removed=removed,
+        rejected=result.rejected,
+        requests=result.requests,
+        retries=result.retries,
+        confirmations=result.confirmations,
+        unchanged=result.unchanged,
+        observed=result.observed,
+        duration_s=round(result.duration, 3),
+        error=result.error,
+    )
+    for warning in result.warnings:
+        log.warning("sync warning", account_id=result.account_id, warning=warning)

@@ -45,7 +45,7 @@ from inventory.db.runs import close_abandoned_runs, close_dead_runs, open_run, s
 from inventory.errors import Aborted, InventoryError
 from inventory.sync.account import Job, ProgressCallback, SyncAccount, sync_account_data
 from inventory.sync.outcome import AccountResult, describe_error
-from inventory.sync.record import finish
+from inventory.sync.record import finish, log_result
 
 __all__ = [
     "Aborted",
@@ -202,7 +202,7 @@ class Syncer:
         finally:
             job.count_requests()
             result.duration = time.monotonic() - started
-        _log(result)
+        log_result(result)
         if self.on_result is not None:
             try:
                 self.on_result(result, job.stats, job.entities)
@@ -297,34 +297,3 @@ class Syncer:
         # The daemon tries again (close_unfinished) until the database takes it.
         with self._unclosed_lock:
             self._unclosed[result.run_id] = copy.copy(result)
-
-
-def _log(result: AccountResult) -> None:
-    """The canonical line of an account's sync."""
-    if result.status == "skipped":
-        log.debug("account skipped", account_id=result.account_id, reason=result.error)
-        return
-    added = sum(c["added"] for c in result.counts.values())
-    changed = sum(c["changed"] for c in result.counts.values())
-    removed = sum(c["removed"] for c in result.counts.values())
-    level = "info" if result.status in ("succeeded", "superseded") else "warning"
-    getattr(log, level)(
-        "account synced",
-        account_id=result.account_id,
-        account=result.name,
-        run_id=result.run_id,
-        status=result.status,
-        added=added,
-        changed=changed,
-        removed=removed,
-        rejected=result.rejected,
-        requests=result.requests,
-        retries=result.retries,
-        confirmations=result.confirmations,
-        unchanged=result.unchanged,
-        observed=result.observed,
-        duration_s=round(result.duration, 3),
-        error=result.error,
-    )
-    for warning in result.warnings:
-        log.warning("sync warning", account_id=result.account_id, warning=warning)
