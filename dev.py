@@ -3,7 +3,7 @@
 
 python3 dev.py demo      # virtualenv + install + `inventory demo`
 python3 dev.py test      # virtualenv + install + every check CI runs (pytest args may follow)
-python3 dev.py test --fast  # the same checks, then the tests not marked slow (both databases)
+python3 dev.py test --fast  # the same checks, then the tests not marked slow (both DBs, all cores)
 python3 dev.py mutate    # mutation testing of the pure core against its fast tests
 python3 dev.py bench     # virtualenv + install + the benchmarks (see benchmarks/README.md)
 python3 dev.py lock      # re-resolve requirements/*.lock (pip-compile, hashes); `lock --upgrade`
@@ -78,7 +78,13 @@ def lock(args: list[str]) -> None:
 def test(pytest_args: list[str]) -> None:
     if "--fast" in pytest_args:
         pytest_args = [a for a in pytest_args if a != "--fast"]
-        pytest_args[:0] = ["-m", "not slow"]
+        # one pytest-xdist worker per core, each with its own databases (tests/conftest.py)
+        workers = (
+            []
+            if any(a.startswith(("-n", "--numprocesses")) for a in pytest_args)
+            else ["-n", "auto"]
+        )
+        pytest_args[:0] = ["-m", "not slow", *workers]
     run(BIN / "ruff", "check", ".")
     run(BIN / "ruff", "format", "--check", ".")
     run(BIN / "mypy", "inventory", "migrations", "tests", "benchmarks", "scripts")
