@@ -7,6 +7,8 @@ variants are skipped locally and FAIL under CI (CI=true).
 
 from __future__ import annotations
 
+import functools
+import logging
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import stamina
+import structlog
 from hypothesis import Phase
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine
@@ -22,8 +25,9 @@ from inventory.db.engine import make_engine
 from inventory.db.migrate import upgrade
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
-from tests.support.db import IN_CI, PG_ADMIN_URL, fresh_pg_database, pg_available, truncate_pg
+from tests.support.db import IN_CI, PG_ADMIN_URL, empty_pg, fresh_pg_database, pg_available
 from tests.support.settings import settings_for
+from tests.support.trial import OpenTrial, open_trial
 
 __all__ = ["settings_for"]  # its home is tests.support.settings; imported here for older tests
 
@@ -40,6 +44,16 @@ def no_backoff() -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def keep_logging() -> Iterator[None]:
+    """For tests of the CLI in-process: it configures logging onto the runner's stderr, which
+    closes when the command returns; the logging set-up before the test comes back after it."""
+    saved, handlers = structlog.get_config(), logging.getLogger().handlers[:]
+    yield
+    structlog.configure(**saved)
+    logging.getLogger().handlers[:] = handlers
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str | None]:
     """URL of a fresh PostgreSQL database for this run, or None when PostgreSQL is absent."""
@@ -50,6 +64,15 @@ def pg_database() -> Iterator[str | None]:
         return
     with fresh_pg_database() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def pg_emptier(pg_database: str | None) -> Iterator[Callable[[], None]]:
+    """Empties the run's PostgreSQL database (one engine for the run: a connection costs more)."""
+    assert pg_database is not None
+    engine = make_engine(pg_database)
+    yield lambda: empty_pg(engine)
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -74,9 +97,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
     url = request.getfixturevalue("pg_database")
     if url is None:
         pytest.skip("PostgreSQL is not reachable (set CI=true to make this a failure)")
-    engine = make_engine(url)
-    truncate_pg(engine)
-    engine.dispose()
+    request.getfixturevalue("pg_emptier")()
     yield url
 
 
@@ -103,6 +124,25 @@ def served() -> Iterator[Callable[[SimulatedCloudflare], str]]:
     """Serve simulators built inside the test; all are shut down afterwards."""
     with ExitStack() as stack:
         yield lambda sim: stack.enter_context(serve_in_thread(sim))
+
+
+@pytest.fixture
+def trial(
+    served: Callable[[SimulatedCloudflare], str],
+    db_url: str,
+    engine: Engine,
+    sqlite_template: Path,
+    tmp_path: Path,
+) -> OpenTrial:
+    """``with trial(sim, **settings) as t``: ``sim`` served, a syncer into ``engine``."""
+    return functools.partial(
+        open_trial,
+        served=served,
+        db_url=db_url,
+        engine=engine,
+        template=sqlite_template,
+        workdir=tmp_path,
+    )
 
 
 @pytest.fixture

@@ -14,19 +14,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from rich.cells import cell_len
 from rich.console import Console
 from sqlalchemy import Engine
@@ -34,7 +31,6 @@ from typer.testing import CliRunner
 
 from inventory.cli import app
 from inventory.cli.render import results_table
-from inventory.daemon.service import open_client
 from inventory.reports.named import REPORTS
 from inventory.reports.plan import (
     ABSENT,
@@ -46,9 +42,11 @@ from inventory.reports.plan import (
 )
 from inventory.selection import KnownAccount, SelectionError, parse_kinds, resolve_account
 from inventory.settings import Settings
-from inventory.simulator import SimulatedCloudflare, serve_in_thread
+from inventory.simulator import SimulatedCloudflare
 from inventory.sync.outcome import AccountResult
-from inventory.sync.syncer import Syncer
+from tests.support.history import daily_cycles
+from tests.support.history import day as history_day
+from tests.support.matrix import one_per_family
 from tests.support.settings import settings_for
 
 SNAPSHOTS = Path(__file__).resolve().parent / "data" / "snapshots"
@@ -56,31 +54,11 @@ UPDATE = os.environ.get("UPDATE_SNAPSHOTS", "") not in ("", "0")
 WIDTHS = {"80": {"COLUMNS": "80"}, "120": {"COLUMNS": "120"}, "piped": {}}
 
 
-@pytest.fixture(autouse=True)
-def _keep_logging() -> Iterator[None]:
-    # The CLI configures logging onto the runner's stderr, which closes when it returns.
-    saved, handlers = structlog.get_config(), logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**saved)
-    logging.getLogger().handlers[:] = handlers
+pytestmark = pytest.mark.usefixtures("keep_logging")
 
 
 def day(n: int, hour: int = 0) -> datetime:
-    return datetime(2026, 2, n, hour, tzinfo=UTC)
-
-
-class DayClock:
-    """Cycle n runs on 2026-02-0n from midnight, one second per call."""
-
-    def __init__(self) -> None:
-        self.now = day(1)
-
-    def start(self, n: int) -> None:
-        self.now = day(n)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
+    return history_day(n, hour, month=2)
 
 
 @dataclass
@@ -118,13 +96,10 @@ def _pick(sim: SimulatedCloudflare) -> Scenario:
 
 def build_scenario(engine: Engine, settings: Settings, sim: SimulatedCloudflare) -> Scenario:
     s = _pick(sim)
-    clock = DayClock()
-    with open_client(settings) as client:
-        syncer = Syncer(engine=engine, client=client, clock=clock)
+    with daily_cycles(engine, settings, month=2) as sync:
 
         def cycle(n: int) -> list[str]:
-            clock.start(n)
-            return [r.status for r in syncer.sync_all(settings.accounts, max_concurrency=1)]
+            return [r.status for r in sync(n)]
 
         assert cycle(1) == ["succeeded"] * 2
         sim.rename_portal(s.a, s.portal, "Platform (renamed)")
@@ -156,35 +131,36 @@ def build_scenario(engine: Engine, settings: Settings, sim: SimulatedCloudflare)
 
 
 @pytest.fixture
-def small_sim() -> SimulatedCloudflare:
+def sim() -> SimulatedCloudflare:
+    """Two accounts (acct-0, acct-1): the scenario's; served by conftest's ``api_url``."""
     return SimulatedCloudflare(seed=5, accounts=2, portals_per_account=3)
 
 
 @pytest.fixture
-def small_api(small_sim: SimulatedCloudflare) -> Iterator[str]:
-    with serve_in_thread(small_sim) as url:
-        yield url
-
-
-@pytest.fixture
 def scenario(
-    engine: Engine, small_sim: SimulatedCloudflare, small_api: str, db_url: str, tmp_path: Path
+    engine: Engine, sim: SimulatedCloudflare, api_url: str, db_url: str, tmp_path: Path
 ) -> Scenario:
-    settings = settings_for(small_sim, small_api, db_url, cwd=tmp_path)
-    return build_scenario(engine, settings, small_sim)
+    settings = settings_for(sim, api_url, db_url, cwd=tmp_path)
+    return build_scenario(engine, settings, sim)
 
 
 @pytest.fixture
 def synced_once(
-    engine: Engine, small_sim: SimulatedCloudflare, small_api: str, db_url: str, tmp_path: Path
+    engine: Engine, sim: SimulatedCloudflare, api_url: str, db_url: str, tmp_path: Path
 ) -> None:
     """One sync of both accounts (acct-0, acct-1): enough for the filters to check against."""
-    settings = settings_for(small_sim, small_api, db_url, cwd=tmp_path)
-    with open_client(settings) as client:
-        results = Syncer(engine=engine, client=client, clock=DayClock()).sync_all(
-            settings.accounts, max_concurrency=1
-        )
-    assert [r.status for r in results] == ["succeeded"] * 2
+    settings = settings_for(sim, api_url, db_url, cwd=tmp_path)
+    with daily_cycles(engine, settings, month=2) as cycle:
+        assert [r.status for r in cycle(1)] == ["succeeded"] * 2
+
+
+def named_accounts(sim: SimulatedCloudflare, api_url: str) -> dict[str, str]:
+    """The environment of a `sync`: the accounts at ``api_url``, named acct-0 and acct-1."""
+    accounts = [
+        {"id": a, "name": f"acct-{i}", "api_token": sim.api_token}
+        for i, a in enumerate(sim.account_ids)
+    ]
+    return {"INVENTORY_API_BASE_URL": api_url, "INVENTORY_ACCOUNTS": json.dumps(accounts)}
 
 
 def invoke(db_url: str, *args: str, env: dict[str, str] | None = None) -> Any:
@@ -234,25 +210,17 @@ def test_snapshot_of_each_command(db_url: str, scenario: Scenario, command: str)
 
 
 def test_snapshot_of_the_sync_summary(
-    db_url: str, small_sim: SimulatedCloudflare, small_api: str, tmp_path: Path
+    db_url: str, sim: SimulatedCloudflare, api_url: str, tmp_path: Path
 ) -> None:
-    env = {
-        "INVENTORY_API_BASE_URL": small_api,
-        "INVENTORY_ACCOUNTS": json.dumps(
-            [
-                {"id": a, "name": f"acct-{i}", "api_token": small_sim.api_token}
-                for i, a in enumerate(small_sim.account_ids)
-            ]
-        ),
-    }
+    env = named_accounts(sim, api_url)
     assert invoke(db_url, "db", "upgrade", env=env).exit_code == 0
     first = invoke(db_url, "sync", env={**env, "COLUMNS": "120"})
     assert first.exit_code == 0, first.output
-    a, b = small_sim.account_ids
-    small_sim.revoke(b)
+    a, b = sim.account_ids
+    sim.revoke(b)
     for label, columns in (("80", "80"), ("120", "120")):
-        small_sim.rename_portal(a, small_sim.portal_ids(a)[0], f"renamed at {label}")
-        small_sim.add_tool(a, small_sim.server_ids(a)[0])
+        sim.rename_portal(a, sim.portal_ids(a)[0], f"renamed at {label}")
+        sim.add_tool(a, sim.server_ids(a)[0])
         result = invoke(db_url, "sync", env={**env, "COLUMNS": columns})
         assert result.exit_code == 1, result.output
         text = normalised(re.sub(r"\b\d+\.\ds\b", "0.1s", result.stdout))
@@ -446,24 +414,38 @@ def test_account_names_work_everywhere(db_url: str, scenario: Scenario) -> None:
     assert [r["account_id"] for r in json.loads(failed.stdout)] == [scenario.b]
 
 
+FILTER_ERRORS: list[tuple[list[str], str]] = [
+    (["changes", "--kind", "portalz"], "use one of portal, server, portal_server"),
+    (["changes", "--kind", "portal,nope"], "'nope' is not a kind"),
+    (["changes", "--account", "nope"], "valid: acct-0 ("),
+    (["changes", "--account", "[red]x"], "'[red]x' is not a known account"),
+    (["changes", "--field", "colour"], "valid: name, hostname"),
+    (["changes", "--kind", "tool", "--exclude-field", "status"], "not a field of tool"),
+    (["changes", "--json", "--csv"], "not both"),
+    (["changes", "--since", "2026-02-03", "--until", "2026-02-02"], "is not before --until"),
+    (["status", "--account", "nope"], "valid: acct-0 ("),
+    (["timeline", "server", "x", "--account", "nope"], "valid: acct-0 ("),
+    (["show", "portal", "x", "--account", "nope"], "valid: acct-0 ("),
+    (["report", "in-error", "--account", "nope"], "valid: acct-0 ("),
+    (["report", "in-error", "--server", "x"], "--server does not apply"),
+    (["report", "code-mode", "--json", "--csv"], "not both"),
+]
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [
-        (["changes", "--kind", "portalz"], "use one of portal, server, portal_server"),
-        (["changes", "--kind", "portal,nope"], "'nope' is not a kind"),
-        (["changes", "--account", "nope"], "valid: acct-0 ("),
-        (["changes", "--account", "[red]x"], "'[red]x' is not a known account"),
-        (["changes", "--field", "colour"], "valid: name, hostname"),
-        (["changes", "--kind", "tool", "--exclude-field", "status"], "not a field of tool"),
-        (["changes", "--json", "--csv"], "not both"),
-        (["changes", "--since", "2026-02-03", "--until", "2026-02-02"], "is not before --until"),
-        (["status", "--account", "nope"], "valid: acct-0 ("),
-        (["timeline", "server", "x", "--account", "nope"], "valid: acct-0 ("),
-        (["show", "portal", "x", "--account", "nope"], "valid: acct-0 ("),
-        (["report", "in-error", "--account", "nope"], "valid: acct-0 ("),
-        (["report", "in-error", "--server", "x"], "--server does not apply"),
-        (["report", "code-mode", "--json", "--csv"], "not both"),
-    ],
+    one_per_family(
+        [pytest.param(a, n, id=f"args{i}-{n}") for i, (a, n) in enumerate(FILTER_ERRORS)],
+        # a kind, an account, a field, two formats, a period, an option that does not apply
+        fast={
+            "args0-use one of portal, server, portal_server",
+            "args2-valid: acct-0 (",
+            "args4-valid: name, hostname",
+            "args6-not both",
+            "args7-is not before --until",
+            "args12---server does not apply",
+        },
+    ),
 )
 @pytest.mark.usefixtures("synced_once")
 def test_every_filter_error_is_one_line_and_exit_2(
@@ -477,17 +459,9 @@ def test_every_filter_error_is_one_line_and_exit_2(
 
 
 def test_sync_takes_account_names_and_refuses_unknown_ones(
-    db_url: str, small_sim: SimulatedCloudflare, small_api: str
+    db_url: str, sim: SimulatedCloudflare, api_url: str
 ) -> None:
-    env = {
-        "INVENTORY_API_BASE_URL": small_api,
-        "INVENTORY_ACCOUNTS": json.dumps(
-            [
-                {"id": a, "name": f"acct-{i}", "api_token": small_sim.api_token}
-                for i, a in enumerate(small_sim.account_ids)
-            ]
-        ),
-    }
+    env = named_accounts(sim, api_url)
     assert invoke(db_url, "db", "upgrade", env=env).exit_code == 0
     unknown = invoke(db_url, "sync", "--account", "acct-9", env=env)
     assert unknown.exit_code == 2
@@ -495,7 +469,7 @@ def test_sync_takes_account_names_and_refuses_unknown_ones(
     assert "acct-1" in unknown.stderr
     named = invoke(db_url, "sync", "--account", "acct-1", "--json", env=env)
     assert named.exit_code == 0, named.output
-    assert [r["account_id"] for r in json.loads(named.stdout)] == [small_sim.account_ids[1]]
+    assert [r["account_id"] for r in json.loads(named.stdout)] == [sim.account_ids[1]]
 
 
 def test_every_report_has_its_header_when_empty(db_url: str) -> None:
@@ -512,6 +486,7 @@ def test_every_report_has_its_header_when_empty(db_url: str) -> None:
     assert invoke(db_url, "changes", "--csv").stdout.strip().split(",") == list(PLAN_COLUMNS)
 
 
+@pytest.mark.slow  # two processes; the same output through CliRunner is checked above
 def test_a_real_pipe_honours_columns(db_url: str, scenario: Scenario, tmp_path: Path) -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("INVENTORY_", "COLUMNS"))}
     args = [sys.executable, "-m", "inventory", "--database-url", db_url, *COMMANDS["status"]]

@@ -3,43 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from inventory.simulator import SimulatedCloudflare
-
-INVENTORY = [sys.executable, "-m", "inventory"]
-
-
-def run(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("INVENTORY_", "CLOUDFLARE_"))}
-    base["INVENTORY_LOG_FORMAT"] = "json"
-    return subprocess.run(
-        [*INVENTORY, *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def accounts_env(sim: SimulatedCloudflare, api_url: str, db_url: str) -> dict[str, str]:
-    return {
-        "INVENTORY_API_BASE_URL": api_url,
-        "INVENTORY_DATABASE_URL": db_url,
-        "INVENTORY_ACCOUNTS": json.dumps(
-            [{"id": a, "api_token": sim.api_token} for a in sim.account_ids]
-        ),
-    }
+from tests.support.cli import accounts_env, run
+from tests.support.matrix import one_per_family
 
 
 @pytest.mark.slow
@@ -79,30 +50,36 @@ def test_exit_1_when_an_account_fails(
     assert "Traceback" not in result.stderr
 
 
+BAD_CONFIGURATIONS: list[tuple[dict[str, str], str]] = [
+    ({}, "no accounts configured"),
+    ({"INVENTORY_ACCOUNTS": "[{"}, "INVENTORY_ACCOUNTS"),
+    ({"INVENTORY_ACCOUNTS": '[{"id": "nope", "api_token": "t0ps3cret"}]'}, "id"),
+    (
+        {
+            "INVENTORY_API_BASE_URL": "ftp://x",
+            "CLOUDFLARE_ACCOUNT_ID": "a" * 32,
+            "CLOUDFLARE_API_TOKEN": "t0ps3cret",
+        },
+        "INVENTORY_API_BASE_URL",
+    ),
+    ({"INVENTORY_CONFIG": "/no/such/file.toml"}, "/no/such/file.toml"),
+    (
+        {
+            "INVENTORY_PAGE_SIZE": "500",
+            "CLOUDFLARE_ACCOUNT_ID": "a" * 32,
+            "CLOUDFLARE_API_TOKEN": "t0ps3cret",
+        },
+        "page_size",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("env", "needle"),
-    [
-        ({}, "no accounts configured"),
-        ({"INVENTORY_ACCOUNTS": "[{"}, "INVENTORY_ACCOUNTS"),
-        ({"INVENTORY_ACCOUNTS": '[{"id": "nope", "api_token": "t0ps3cret"}]'}, "id"),
-        (
-            {
-                "INVENTORY_API_BASE_URL": "ftp://x",
-                "CLOUDFLARE_ACCOUNT_ID": "a" * 32,
-                "CLOUDFLARE_API_TOKEN": "t0ps3cret",
-            },
-            "INVENTORY_API_BASE_URL",
-        ),
-        ({"INVENTORY_CONFIG": "/no/such/file.toml"}, "/no/such/file.toml"),
-        (
-            {
-                "INVENTORY_PAGE_SIZE": "500",
-                "CLOUDFLARE_ACCOUNT_ID": "a" * 32,
-                "CLOUDFLARE_API_TOKEN": "t0ps3cret",
-            },
-            "page_size",
-        ),
-    ],
+    one_per_family(
+        [pytest.param(e, n, id=f"env{i}-{n}") for i, (e, n) in enumerate(BAD_CONFIGURATIONS)],
+        fast={"env0-no accounts configured", "env2-id", "env4-/no/such/file.toml"},
+    ),
 )
 def test_bad_configuration_is_one_line_and_exit_2(
     tmp_path: Path, env: dict[str, str], needle: str

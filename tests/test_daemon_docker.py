@@ -5,12 +5,10 @@ against SQLite, with configuration from an env file, a TOML file and a secrets d
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -18,37 +16,8 @@ from sqlalchemy import select
 from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.simulator import SimulatedCloudflare
+from tests.support.container import ROOT, compose, dockerfile
 from tests.support.daemon import free_port, inventory_command, wait_until
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def dockerfile() -> dict[str, Any]:
-    """The Dockerfile's final stage: instruction -> argument (JSON forms decoded)."""
-    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
-    final: dict[str, Any] = {"ENV": {}}
-    for line in text.splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        word, _, rest = line.strip().partition(" ")
-        rest = rest.strip()
-        if word == "FROM":
-            final = {"ENV": {}, "FROM": rest}
-        elif word == "ENV":
-            final["ENV"].update(dict(pair.split("=", 1) for pair in shlex.split(rest)))
-        elif word == "HEALTHCHECK":
-            final[word] = json.loads(rest.split(" CMD ", 1)[1])
-        elif word in ("ENTRYPOINT", "CMD"):
-            final[word] = json.loads(rest)
-        else:
-            final[word] = rest
-    return final
-
-
-def compose() -> dict[str, Any]:
-    yaml = pytest.importorskip("yaml")
-    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    return loaded
 
 
 def test_the_compose_file_holds_together() -> None:

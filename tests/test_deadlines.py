@@ -8,7 +8,6 @@ read_timeout: httpx's timeouts alone would let it run for as long as it likes.
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import threading
 import time
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import structlog
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
@@ -296,15 +294,6 @@ def test_a_spent_account_deadline_sends_nothing() -> None:
 # The settings: documented defaults, and retry_max_time as a deprecated alias.
 
 
-@pytest.fixture
-def _keep_logging() -> Iterator[None]:
-    # The CLI configures logging onto the runner's stderr, which closes when it returns.
-    saved, handlers = structlog.get_config(), logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**saved)
-    logging.getLogger().handlers[:] = handlers
-
-
 def test_the_deadlines_default_to_two_and_fifteen_minutes(tmp_path: Path) -> None:
     settings = load_settings(environ={}, cwd=tmp_path, require_accounts=False)
     assert (settings.request_deadline, settings.account_deadline) == (120, 900)
@@ -326,7 +315,7 @@ def test_durations_and_bad_values(tmp_path: Path) -> None:
         )
 
 
-@pytest.mark.usefixtures("_keep_logging")
+@pytest.mark.usefixtures("keep_logging")
 def test_retry_max_time_sets_request_deadline_with_a_warning(tmp_path: Path) -> None:
     (tmp_path / "inventory.toml").write_text('retry_max_time = "45s"\n')
     settings = load_settings(environ={}, cwd=tmp_path, require_accounts=False)

@@ -18,8 +18,8 @@ from packaging.utils import canonicalize_name
 
 from inventory.settings import Settings, load_settings
 from inventory.simulator import SimulatedCloudflare
+from tests.support.container import compose, dockerfile
 from tests.support.daemon import daemon_env, running, wait_until
-from tests.test_daemon_docker import compose, dockerfile
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

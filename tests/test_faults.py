@@ -22,14 +22,15 @@ from sqlalchemy import Engine
 from inventory.simulator import Fault, SimulatedCloudflare
 from tests.support.faultkit import (
     content_state,
-    fresh_state,
     run_row,
     small_sim,
     snapshot,
     sync_all,
     syncer_for,
 )
+from tests.support.matrix import one_per_family
 from tests.support.settings import settings_for
+from tests.support.trial import OpenTrial
 
 MAX_RETRIES = 3  # what settings_for configures
 ATTEMPTS = MAX_RETRIES + 1
@@ -219,45 +220,34 @@ def _requests_of(sim: SimulatedCloudflare, account_id: str) -> int:
 
 
 XFAIL: dict[str, str] = {}  # case id -> known bug, as a strict xfail
-# `dev.py test --fast` plays one case of each family; the rest are marked slow (CI runs them all).
-FAST = {
-    "429-retry-after-once",
-    "503-forever-middle-page",
-    "truncated-body-once",
-    "html-520-forever",
-    "invalid-servers-missing_id",
-    "invalid-portals-bad_enum",
-    "drift-insert-portals",
-    "403-revoked",
-}
-PARAMS = [
-    pytest.param(
-        c,
-        id=c.id,
-        marks=[
-            *([pytest.mark.xfail(strict=True, reason=XFAIL[c.id])] if c.id in XFAIL else []),
-            *([] if c.id in FAST else [pytest.mark.slow]),
-        ],
-    )
-    for c in CASES
-]
+PARAMS = one_per_family(
+    [
+        pytest.param(
+            c,
+            id=c.id,
+            marks=[pytest.mark.xfail(strict=True, reason=XFAIL[c.id])] if c.id in XFAIL else [],
+        )
+        for c in CASES
+    ],
+    fast={
+        "429-retry-after-once",
+        "503-forever-middle-page",
+        "truncated-body-once",
+        "html-520-forever",
+        "invalid-servers-missing_id",
+        "invalid-portals-bad_enum",
+        "drift-insert-portals",
+        "403-revoked",
+    },
+)
 
 
 @pytest.mark.parametrize("case", PARAMS)
-def test_fault(
-    case: Case,
-    served: Callable[[SimulatedCloudflare], str],
-    db_url: str,
-    engine: Engine,
-    tmp_path: Path,
-    sqlite_template: Path,
-) -> None:
+def test_fault(case: Case, trial: OpenTrial, engine: Engine) -> None:
     sim = small_sim(**case.sim)
-    api_url = served(sim)
-    settings = settings_for(sim, api_url, db_url, cwd=tmp_path, page_size=2, **case.settings)
     victim, *others = sim.account_ids
-    with syncer_for(engine, settings) as syncer:
-        assert {r.status for r in sync_all(syncer, settings)} == {"succeeded"}
+    with trial(sim, **case.settings) as t:
+        assert {r.status for r in t.sync()} == {"succeeded"}
         before = snapshot(engine)
         before_victim = snapshot(engine, victim)
         before_others = {a: snapshot(engine, a) for a in others}
@@ -270,7 +260,7 @@ def test_fault(
             sim.faults.add(fault)
         sim.clear_requests()
         started = time.monotonic()
-        results = sync_all(syncer, settings)
+        results = t.sync()
         elapsed = time.monotonic() - started
         result = results[0]
 
@@ -314,8 +304,8 @@ def test_fault(
         # without the fault, the next sync converges to the truth
         sim.faults.clear()
         sim.unrevoke(victim)
-        assert {r.status for r in sync_all(syncer, settings)} == {"succeeded"}
-    assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
+        assert {r.status for r in t.sync()} == {"succeeded"}
+    assert t.converged()
 
 
 def _keys(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, set[tuple[Any, ...]]]:
@@ -330,20 +320,12 @@ def _keys(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, set[tuple[Any, ..
     return keyed
 
 
-def test_unknown_account_id_is_a_404_naming_the_account(
-    served: Callable[[SimulatedCloudflare], str],
-    db_url: str,
-    engine: Engine,
-    tmp_path: Path,
-    sqlite_template: Path,
-) -> None:
+def test_unknown_account_id_is_a_404_naming_the_account(trial: OpenTrial, engine: Engine) -> None:
     sim = small_sim()
-    api_url = served(sim)
     unknown = "0123456789abcdef0123456789abcdef"
     accounts = [{"id": a, "api_token": sim.api_token} for a in [*sim.account_ids, unknown]]
-    settings = settings_for(sim, api_url, db_url, cwd=tmp_path, accounts=json.dumps(accounts))
-    with syncer_for(engine, settings) as syncer:
-        results = sync_all(syncer, settings)
+    with trial(sim, page_size=100, accounts=json.dumps(accounts)) as t:
+        results = t.sync()
     assert [r.status for r in results] == ["succeeded"] * 3 + ["failed"]
     bad = results[-1]
     assert bad.error_class == "ApiError"
@@ -351,7 +333,7 @@ def test_unknown_account_id_is_a_404_naming_the_account(
     assert unknown in (bad.error or "")
     assert "check the account id" in (bad.error or "")
     assert run_row(engine, bad.run_id)["retries"] == 0
-    assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
+    assert t.converged()
 
 
 def _closed_port() -> int:
@@ -416,14 +398,11 @@ def test_connect_timeout_is_bounded_and_reported(
     assert result.retries == MAX_RETRIES
 
 
-def test_a_failed_run_records_its_requests_and_retries(
-    served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
-) -> None:
+def test_a_failed_run_records_its_requests_and_retries(trial: OpenTrial, engine: Engine) -> None:
     sim = small_sim(accounts=1)
-    settings = settings_for(sim, served(sim), db_url, cwd=tmp_path, page_size=2)
     sim.faults.add(Fault(kind="status", status=503, endpoint="servers", page=2))
-    with syncer_for(engine, settings) as syncer:
-        (result,) = sync_all(syncer, settings)
+    with trial(sim) as t:
+        result = t.sync_one()
     assert result.status == "failed"
     run = run_row(engine, result.run_id)
     # 3 pages of portals... no: 2 of portals, then servers page 1 and 4 attempts at page 2
@@ -431,28 +410,17 @@ def test_a_failed_run_records_its_requests_and_retries(
     assert (run["requests"], run["retries"]) == (result.requests, result.retries)
 
 
-def test_the_rate_limit_block_fails_fast_and_clearly(
-    served: Callable[[SimulatedCloudflare], str],
-    db_url: str,
-    engine: Engine,
-    tmp_path: Path,
-    sqlite_template: Path,
-) -> None:
+def test_the_rate_limit_block_fails_fast_and_clearly(trial: OpenTrial, engine: Engine) -> None:
     # Cloudflare blocks a credential for a whole window once it goes over the limit; the
     # simulator's window is 6 s here (300 s in production) and request_deadline 1 s.
     sim = small_sim()
-    api_url = served(sim)
-    settings = settings_for(
-        sim, api_url, db_url, cwd=tmp_path, page_size=2, request_deadline=1, max_concurrency=1
-    )
-    with syncer_for(engine, settings) as syncer:
-        assert {r.status for r in syncer.sync_all(settings.accounts, max_concurrency=1)} == {
-            "succeeded"
-        }
+    with trial(sim, request_deadline=1, max_concurrency=1) as t:
+        accounts = t.settings.accounts
+        assert {r.status for r in t.syncer.sync_all(accounts, max_concurrency=1)} == {"succeeded"}
         before = snapshot(engine)
         sim.rate_limit = (10, 6.0)  # 15 requests just made: the next one starts the block
         started = time.monotonic()
-        results = syncer.sync_all(settings.accounts, max_concurrency=1)
+        results = t.syncer.sync_all(accounts, max_concurrency=1)
         elapsed = time.monotonic() - started
     assert results[0].status == "failed"
     assert "429" in (results[0].error or "")
@@ -462,9 +430,9 @@ def test_the_rate_limit_block_fails_fast_and_clearly(
     assert {r.status for r in results} == {"failed"}
     assert elapsed < 4
     sim.rate_limit = None
-    with syncer_for(engine, settings) as syncer:  # a new process: its limiter starts afresh
-        assert {r.status for r in sync_all(syncer, settings)} == {"succeeded"}
-    assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
+    with syncer_for(engine, t.settings) as syncer:  # a new process: its limiter starts afresh
+        assert {r.status for r in sync_all(syncer, t.settings)} == {"succeeded"}
+    assert t.converged()
 
 
 @pytest.mark.slow
@@ -534,23 +502,18 @@ def pg_url(db_url: str) -> str:
     return db_url
 
 
+@pytest.mark.usefixtures("pg_url")
 def test_connection_dropped_mid_transaction_commits_nothing(
-    served: Callable[[SimulatedCloudflare], str],
-    pg_url: str,
-    engine: Engine,
-    tmp_path: Path,
-    sqlite_template: Path,
+    trial: OpenTrial, engine: Engine
 ) -> None:
     import threading
 
     from sqlalchemy import text
 
     sim = small_sim()
-    api_url = served(sim)
-    settings = settings_for(sim, api_url, pg_url, cwd=tmp_path, page_size=2)
     victim = sim.account_ids[0]
-    with syncer_for(engine, settings) as syncer:
-        sync_all(syncer, settings)
+    with trial(sim) as t:
+        t.sync()
         before = snapshot(engine)
         # changes of every kind, so a partial commit would show; the slow tool is inserted last
         sim.rename_portal(victim, sim.portal_ids(victim)[0], "renamed while the DB dies")
@@ -570,7 +533,7 @@ def test_connection_dropped_mid_transaction_commits_nothing(
             )
         results: list[Any] = []
         worker = threading.Thread(
-            target=lambda: results.extend(syncer.sync_all(settings.accounts[:1]))
+            target=lambda: results.extend(t.syncer.sync_all(t.settings.accounts[:1]))
         )
         started = time.monotonic()
         worker.start()
@@ -601,5 +564,5 @@ def test_connection_dropped_mid_transaction_commits_nothing(
         assert time.monotonic() - started < 15
         assert snapshot(engine) == before  # nothing of the account's transaction survived
         assert run_row(engine, result.run_id)["status"] == "failed"
-        assert {r.status for r in sync_all(syncer, settings)} == {"succeeded"}
-    assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
+        assert {r.status for r in t.sync()} == {"succeeded"}
+    assert t.converged()

@@ -11,7 +11,7 @@ import pytest
 import typer
 
 from inventory.cli import app, demo
-from tests.test_cli import run
+from tests.support.cli import run
 
 README = Path(__file__).parent.parent / "README.md"
 

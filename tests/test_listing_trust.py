@@ -10,60 +10,27 @@ show follow the two-sync rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
 from inventory.daemon.metrics import Metrics
-from inventory.daemon.service import open_client
 from inventory.db import models
-from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
-from inventory.sync.outcome import AccountResult
-from inventory.sync.syncer import Syncer
-from tests.support.faultkit import Clock, content_state, fresh_state, run_row
-from tests.support.settings import settings_for
+from tests.support.faultkit import run_row, small_sim
+from tests.support.matrix import grid, one_per_family
+from tests.support.trial import OpenTrial
 
 Endpoint = str
 
 
 def trust_sim(**kwargs: Any) -> SimulatedCloudflare:
     """One account, 5 portals and 5 listed servers: three pages each at page_size=2."""
-    shape: dict[str, Any] = {
-        "seed": 29,
-        "accounts": 1,
-        "portals_per_account": 5,
-        "servers_per_account": 4,
-        "servers_per_portal": 2,
-        "tools_per_server": 1,
-        "prompts_per_server": 1,
-        "unattached_per_account": 1,
-    }
-    shape.update(kwargs)
-    return SimulatedCloudflare(**shape)
-
-
-@contextmanager
-def syncer(engine: Engine, settings: Settings) -> Iterator[Syncer]:
-    with open_client(settings) as client:
-        yield Syncer(
-            engine=engine,
-            client=client,
-            per_page=settings.page_size,
-            max_pages=settings.max_pages,
-            confirm_threshold=settings.confirm_threshold,
-            clock=Clock(),
-        )
-
-
-def sync_once(s: Syncer, settings: Settings) -> AccountResult:
-    (result,) = s.sync_all(settings.accounts, max_concurrency=1)
-    return result
+    shape = {"seed": 29, "accounts": 1, "portals_per_account": 5, "tools_per_server": 1}
+    return small_sim(**{**shape, **kwargs})
 
 
 def stored_ids(engine: Engine, account_id: str) -> dict[Endpoint, set[str]]:
@@ -142,25 +109,33 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("result_info", [True, False], ids=["result_info", "no-result_info"])
-@pytest.mark.parametrize("endpoint", ["portals", "servers"])
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+ENDPOINTS = {"portals": "portals", "servers": "servers"}
+RESULT_INFO = {"result_info": True, "no-result_info": False}
+
+
+@pytest.mark.parametrize(
+    ("case", "endpoint", "result_info"),
+    one_per_family(
+        grid({c.id: c for c in CASES}, ENDPOINTS, RESULT_INFO),
+        fast={
+            "delete-on-served-page-portals-result_info",
+            "delete-and-create-keep-total_count-servers-no-result_info",
+            "silent-page-cap-servers-result_info",
+            "404-past-the-last-page-portals-no-result_info",
+        },
+    ),
+)
 def test_a_listing_that_misses_live_entities_deletes_none_of_them(
     case: Case,
     endpoint: Endpoint,
     result_info: bool,
-    served: Callable[[SimulatedCloudflare], str],
-    db_url: str,
+    trial: OpenTrial,
     engine: Engine,
-    tmp_path: Path,
-    sqlite_template: Path,
 ) -> None:
     sim = trust_sim(result_info=result_info)
-    api_url = served(sim)
-    settings = settings_for(sim, api_url, db_url, cwd=tmp_path, page_size=2)
     (account,) = sim.account_ids
-    with syncer(engine, settings) as s:
-        assert sync_once(s, settings).status == "succeeded"
+    with trial(sim) as t:
+        assert t.sync_one().status == "succeeded"
         before = stored_ids(engine, account)
         ids = ids_of(sim, account, endpoint)
         deleted = ids[0] if case.deletes_first else ids[-1]
@@ -169,7 +144,7 @@ def test_a_listing_that_misses_live_entities_deletes_none_of_them(
         sim.faults.add(case.fault(endpoint))
         sim.clear_requests()
 
-        result = sync_once(s, settings)
+        result = t.sync_one()
 
         assert result.status == case.status(result_info), result
         if result.status == "partial":
@@ -186,9 +161,9 @@ def test_a_listing_that_misses_live_entities_deletes_none_of_them(
             assert deleted not in after[endpoint]
 
         sim.faults.clear()
-        assert sync_once(s, settings).status == "succeeded"
+        assert t.sync_one().status == "succeeded"
     assert deleted not in stored_ids(engine, account)[endpoint]
-    assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
+    assert t.converged()
 
 
 # --- the detail routes: what confirms a deletion and what does not ---------------------------
@@ -206,30 +181,36 @@ DETAIL_FAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.parametrize("endpoint", ["portals", "servers"])
-@pytest.mark.parametrize("fault", DETAIL_FAULTS, ids=list(DETAIL_FAULTS))
+@pytest.mark.parametrize(
+    ("fault", "endpoint"),
+    one_per_family(
+        grid({f: f for f in DETAIL_FAULTS}, ENDPOINTS),
+        # the server fails; refuses; answers a 404 that is not the entity's; says nothing
+        fast={
+            "500-forever-portals",
+            "403-servers",
+            "404-for-the-account-portals",
+            "200-empty-body-servers",
+        },
+    ),
+)
 def test_only_a_not_found_envelope_confirms_a_deletion(
     fault: str,
     endpoint: Endpoint,
-    served: Callable[[SimulatedCloudflare], str],
-    db_url: str,
+    trial: OpenTrial,
     engine: Engine,
-    tmp_path: Path,
-    sqlite_template: Path,
 ) -> None:
     sim = trust_sim()
-    api_url = served(sim)
-    settings = settings_for(sim, api_url, db_url, cwd=tmp_path, page_size=2)
     (account,) = sim.account_ids
-    with syncer(engine, settings) as s:
-        assert sync_once(s, settings).status == "succeeded"
+    with trial(sim) as t:
+        assert t.sync_one().status == "succeeded"
         *_, doubtful, confirmed = ids_of(sim, account, endpoint)
         delete(sim, account, endpoint, doubtful)
         delete(sim, account, endpoint, confirmed)
         sim.faults.add(
             Fault(detail=True, endpoint=endpoint, entity_id=doubtful, **DETAIL_FAULTS[fault])  # type: ignore[arg-type]
         )
-        result = sync_once(s, settings)
+        result = t.sync_one()
         assert result.status == "partial", result
         assert f"could not confirm that 1 {endpoint} missing from the listing are gone" in (
             result.error or ""
@@ -240,31 +221,26 @@ def test_only_a_not_found_envelope_confirms_a_deletion(
         assert confirmed not in stored  # 404 with 7002: gone, recorded in the same run
         assert result.counts[endpoint[:-1]]["removed"] == 1
         sim.faults.clear()
-        assert sync_once(s, settings).status == "succeeded"
+        assert t.sync_one().status == "succeeded"
     assert doubtful not in stored_ids(engine, account)[endpoint]
-    assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
+    assert t.converged()
 
 
 @pytest.mark.parametrize("answer", ["404-for-the-account", "403", "404-another-code"])
 def test_a_probe_that_fails_keeps_every_candidate(
-    answer: str,
-    served: Callable[[SimulatedCloudflare], str],
-    db_url: str,
-    engine: Engine,
-    tmp_path: Path,
+    answer: str, trial: OpenTrial, engine: Engine
 ) -> None:
     # Every detail request answers the same error: the route cannot be trusted, so the 404s
     # of the candidates (which would say the same) must not count as "gone".
     sim = trust_sim()
-    settings = settings_for(sim, served(sim), db_url, cwd=tmp_path, page_size=2)
     (account,) = sim.account_ids
-    with syncer(engine, settings) as s:
-        assert sync_once(s, settings).status == "succeeded"
+    with trial(sim) as t:
+        assert t.sync_one().status == "succeeded"
         gone = sim.portal_ids(account)[-1]
         sim.delete_portal(account, gone)
         sim.faults.add(Fault(detail=True, **DETAIL_FAULTS[answer]))
         sim.clear_requests()
-        result = sync_once(s, settings)
+        result = t.sync_one()
     assert result.status == "partial"
     assert "deletions not confirmed" in (result.error or "")
     assert "which the listing just returned" in (result.error or "")
@@ -272,17 +248,14 @@ def test_a_probe_that_fails_keeps_every_candidate(
     assert result.confirmations == detail_requests(sim) == 1  # the probe only
 
 
-def test_deletions_wait_when_both_listings_are_empty(
-    served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
-) -> None:
+def test_deletions_wait_when_both_listings_are_empty(trial: OpenTrial, engine: Engine) -> None:
     sim = trust_sim(portals_per_account=1, servers_per_account=1, unattached_per_account=0)
-    settings = settings_for(sim, served(sim), db_url, cwd=tmp_path, page_size=2)
     (account,) = sim.account_ids
-    with syncer(engine, settings) as s:
-        assert sync_once(s, settings).status == "succeeded"
+    with trial(sim) as t:
+        assert t.sync_one().status == "succeeded"
         sim.delete_portal(account, sim.portal_ids(account)[0])
         sim.delete_server(account, sim.server_ids(account)[0])
-        result = sync_once(s, settings)
+        result = t.sync_one()
     assert result.status == "partial"
     assert "both listings are empty" in (result.error or "")
     assert stored_ids(engine, account) != {"portals": set(), "servers": set()}
@@ -290,18 +263,13 @@ def test_deletions_wait_when_both_listings_are_empty(
 
 @pytest.mark.parametrize("result_info", [True, False], ids=["result_info", "no-result_info"])
 def test_an_unchanged_resync_makes_no_confirmation_request(
-    result_info: bool,
-    served: Callable[[SimulatedCloudflare], str],
-    db_url: str,
-    engine: Engine,
-    tmp_path: Path,
+    result_info: bool, trial: OpenTrial
 ) -> None:
     sim = trust_sim(result_info=result_info)
-    settings = settings_for(sim, served(sim), db_url, cwd=tmp_path, page_size=2)
-    with syncer(engine, settings) as s:
-        first = sync_once(s, settings)
+    with trial(sim) as t:
+        first = t.sync_one()
         sim.clear_requests()
-        again = sync_once(s, settings)
+        again = t.sync_one()
     assert (again.status, again.unchanged, again.confirmations) == ("succeeded", True, 0)
     assert detail_requests(sim) == 0
     # Without result_info the listing ends on an empty page, read again and matched by the memo.
@@ -309,19 +277,16 @@ def test_an_unchanged_resync_makes_no_confirmation_request(
 
 
 def test_many_candidates_are_read_again_and_intersected_first(
-    served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
+    trial: OpenTrial, engine: Engine
 ) -> None:
     sim = trust_sim(result_info=False)
-    settings = settings_for(
-        sim, served(sim), db_url, cwd=tmp_path, page_size=2, confirm_threshold=1
-    )
     (account,) = sim.account_ids
-    with syncer(engine, settings) as s:
-        assert sync_once(s, settings).status == "succeeded"
+    with trial(sim, confirm_threshold=1) as t:
+        assert t.sync_one().status == "succeeded"
         for portal in sim.portal_ids(account)[-2:]:
             sim.delete_portal(account, portal)
         sim.clear_requests()
-        result = sync_once(s, settings)
+        result = t.sync_one()
         assert result.status == "succeeded"
         assert result.confirmations == 3  # the probe and the two candidates
         listing_reads = [r.page for r in sim.requests if r.endpoint == "portals" and r.page]
@@ -329,29 +294,24 @@ def test_many_candidates_are_read_again_and_intersected_first(
         assert stored_ids(engine, account)["portals"] == set(sim.portal_ids(account))
 
 
-def test_a_second_reading_shows_what_the_first_one_hid(
-    served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
-) -> None:
+def test_a_second_reading_shows_what_the_first_one_hid(trial: OpenTrial, engine: Engine) -> None:
     sim = trust_sim(result_info=False)
-    settings = settings_for(
-        sim, served(sim), db_url, cwd=tmp_path, page_size=2, confirm_threshold=1
-    )
     (account,) = sim.account_ids
-    with syncer(engine, settings) as s:
-        assert sync_once(s, settings).status == "succeeded"
+    with trial(sim, confirm_threshold=1) as t:
+        assert t.sync_one().status == "succeeded"
         before = stored_ids(engine, account)["portals"]
         # Two candidates: the last portal, really deleted, and the third, hidden by a shift.
         sim.delete_portal(account, sim.portal_ids(account)[-1])
         sim.faults.add(Fault(kind="drift_swap", endpoint="portals", page=2, times=1))
         sim.clear_requests()
-        result = sync_once(s, settings)
+        result = t.sync_one()
         assert result.status == "partial"
         assert "1 of the 2 portals missing from the listing" in (result.error or "")
         assert "were in a second reading of it" in (result.error or "")
         assert before & set(sim.portal_ids(account)) <= stored_ids(engine, account)["portals"]
         assert result.counts["portal"]["removed"] == 0
         assert result.confirmations == detail_requests(sim) == 0  # nothing to ask any more
-        assert sync_once(s, settings).status == "succeeded"
+        assert t.sync_one().status == "succeeded"
     assert stored_ids(engine, account)["portals"] == set(sim.portal_ids(account))
 
 
@@ -364,9 +324,7 @@ def absences(engine: Engine) -> set[str]:
         return {str(s) for (s,) in conn.execute(select(table.c.server_id))}
 
 
-def test_the_simulator_has_servers_only_portals_show(
-    served: Callable[[SimulatedCloudflare], str],
-) -> None:
+def test_the_simulator_has_servers_only_portals_show() -> None:
     sim = trust_sim(portal_only_per_account=1)
     (account,) = sim.account_ids
     hidden = set(sim.server_ids(account)) - set(sim.listed_server_ids(account))
@@ -377,54 +335,41 @@ def test_the_simulator_has_servers_only_portals_show(
 
 
 def test_a_server_only_portals_show_goes_after_two_complete_syncs_without_it(
-    served: Callable[[SimulatedCloudflare], str],
-    db_url: str,
-    engine: Engine,
-    tmp_path: Path,
-    sqlite_template: Path,
+    trial: OpenTrial, engine: Engine
 ) -> None:
     sim = trust_sim(portal_only_per_account=1)
-    api_url = served(sim)
-    settings = settings_for(sim, api_url, db_url, cwd=tmp_path, page_size=2)
     (account,) = sim.account_ids
     (only,) = set(sim.server_ids(account)) - set(sim.listed_server_ids(account))
-    with syncer(engine, settings) as s:
-        assert sync_once(s, settings).status == "succeeded"
+    with trial(sim) as t:
+        assert t.sync_one().status == "succeeded"
         assert only in stored_ids(engine, account)["servers"]
         for portal in sim.portal_ids(account):
             if only in sim.portal_server_ids(account, portal):
                 sim.detach_server(account, portal, only)
-        first = sync_once(s, settings)
+        first = t.sync_one()
         assert first.status == "succeeded"
         assert only in stored_ids(engine, account)["servers"]  # absent once: kept
         assert absences(engine) == {only}
         # A portal listing that is not complete breaks the chain of absences.
         sim.faults.add(Fault(kind="drift_insert", endpoint="portals", page=2, times=1))
-        assert sync_once(s, settings).status == "partial"
+        assert t.sync_one().status == "partial"
         assert only in stored_ids(engine, account)["servers"]
         assert absences(engine) == set()
-        assert sync_once(s, settings).status == "succeeded"
+        assert t.sync_one().status == "succeeded"
         assert absences(engine) == {only}
-        second = sync_once(s, settings)
+        second = t.sync_one()
         assert not second.unchanged  # a pending absence keeps the fast path off
         assert only not in stored_ids(engine, account)["servers"]  # absent twice: gone
         assert absences(engine) == set()
         assert second.counts["server"]["removed"] == 1
-    assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
+    assert t.converged()
 
 
 @pytest.mark.parametrize("result_info", [True, False], ids=["result_info", "no-result_info"])
 def test_a_portal_hidden_by_a_shift_does_not_take_its_portal_only_server(
-    result_info: bool,
-    served: Callable[[SimulatedCloudflare], str],
-    db_url: str,
-    engine: Engine,
-    tmp_path: Path,
-    sqlite_template: Path,
+    result_info: bool, trial: OpenTrial, engine: Engine
 ) -> None:
     sim = trust_sim(portal_only_per_account=1, result_info=result_info)
-    api_url = served(sim)
-    settings = settings_for(sim, api_url, db_url, cwd=tmp_path, page_size=2)
     (account,) = sim.account_ids
     (only,) = set(sim.server_ids(account)) - set(sim.listed_server_ids(account))
     portals = sim.portal_ids(account)
@@ -432,11 +377,11 @@ def test_a_portal_hidden_by_a_shift_does_not_take_its_portal_only_server(
         if only in sim.portal_server_ids(account, portal):
             sim.detach_server(account, portal, only)
     sim.attach_server(account, portals[2], only)
-    with syncer(engine, settings) as s:
-        assert sync_once(s, settings).status == "succeeded"
+    with trial(sim) as t:
+        assert t.sync_one().status == "succeeded"
         before = stored_ids(engine, account)
         sim.faults.add(Fault(kind="drift_remove", endpoint="portals", page=2, times=1))
-        result = sync_once(s, settings)
+        result = t.sync_one()
         assert result.status == "partial"
         after = stored_ids(engine, account)
         assert only in after["servers"]
@@ -446,22 +391,21 @@ def test_a_portal_hidden_by_a_shift_does_not_take_its_portal_only_server(
             links = models.table_of(models.PortalServer)
             held = conn.execute(select(links.c.portal_id).where(links.c.server_id == only)).all()
         assert [p for (p,) in held] == [portals[2]]  # the link still points at a stored server
-        assert sync_once(s, settings).status == "succeeded"
-    assert content_state(engine) == fresh_state(sim, api_url, sqlite_template, tmp_path)
+        assert t.sync_one().status == "succeeded"
+    assert t.converged()
 
 
 def test_a_server_that_leaves_the_servers_listing_but_stays_in_a_portal_is_kept(
-    served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
+    trial: OpenTrial, engine: Engine
 ) -> None:
     sim = trust_sim()
-    settings = settings_for(sim, served(sim), db_url, cwd=tmp_path, page_size=2)
     (account,) = sim.account_ids
     portal = sim.portal_ids(account)[0]
     server = sim.portal_server_ids(account, portal)[0]
-    with syncer(engine, settings) as s:
-        assert sync_once(s, settings).status == "succeeded"
+    with trial(sim) as t:
+        assert t.sync_one().status == "succeeded"
         sim.hide_server(account, server)  # its detail route now answers 404 7002 too
-        result = sync_once(s, settings)
+        result = t.sync_one()
     assert result.status == "succeeded"
     assert server in stored_ids(engine, account)["servers"]
     servers = models.table_of(models.Server)
@@ -470,18 +414,15 @@ def test_a_server_that_leaves_the_servers_listing_but_stays_in_a_portal_is_kept(
     assert source == "portal"
 
 
-def test_confirmation_requests_are_counted_in_the_metrics(
-    served: Callable[[SimulatedCloudflare], str], db_url: str, engine: Engine, tmp_path: Path
-) -> None:
+def test_confirmation_requests_are_counted_in_the_metrics(trial: OpenTrial, engine: Engine) -> None:
     sim = trust_sim()
-    settings = settings_for(sim, served(sim), db_url, cwd=tmp_path, page_size=2)
     (account,) = sim.account_ids
     metrics = Metrics()
-    with open_client(settings) as client:
-        s = Syncer(engine=engine, client=client, per_page=2, on_result=metrics.observe)
-        assert sync_once(s, settings).status == "succeeded"
+    with trial(sim) as t:
+        t.syncer.on_result = metrics.observe  # as the daemon's syncer reports
+        assert t.sync_one().status == "succeeded"
         for portal in sim.portal_ids(account)[-2:]:
             sim.delete_portal(account, portal)
-        assert sync_once(s, settings).confirmations == 3
+        assert t.sync_one().confirmations == 3
     text = metrics.render().decode()
     assert f'inventory_confirmation_requests_total{{account="{account}"}} 3.0' in text

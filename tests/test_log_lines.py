@@ -7,8 +7,8 @@ from pathlib import Path
 
 from inventory.simulator import SimulatedCloudflare
 from inventory.simulator.faults import Fault
+from tests.support.cli import accounts_env, run
 from tests.support.daemon import daemon_env, running, wait_until
-from tests.test_cli import accounts_env, run
 
 INTERNAL = ("<context block>", "RetryableError", "stamina.retry_scheduled")
 

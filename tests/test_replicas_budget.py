@@ -1,8 +1,10 @@
-"""Three `inventory run` replicas, one PostgreSQL, one token shared by 24 accounts, and a
+"""Three `inventory run` replicas, one PostgreSQL, one token shared by many accounts, and a
 simulator that enforces the token's budget the way Cloudflare does (over it: 429 and blocked).
 
 Over several cycles: not one 429, every account synced every cycle, and each cycle's requests
 sent in no more than 1.1 x (requests - budget) / (budget per second) after the first burst.
+One replica SIGKILLed mid-cycle, holding slots: the others stay within the budget, and have all
+of it again once the dead replica's reservation has run out (one window and three holds).
 """
 
 from __future__ import annotations
@@ -124,6 +126,107 @@ def run(sim: SimulatedCloudflare, api_url: str, url: str, tmp_path: Path, engine
     sent = sum(_sample(m, "inventory_credential_requests_total") for m in metrics)
     assert sent == len(records)
     assert sum(_sample(m, "inventory_credential_rate_limited_total") for m in metrics) == 0
+
+
+KILL_ACCOUNTS = 40  # 80 requests: five windows of 16, so the survivors have work left after one
+HOLD = min(1.0, WINDOW / 50)  # SharedRateLimiter's default
+SPAN = WINDOW + 3 * HOLD  # how long a reservation counts at most (SharedRateLimiter)
+
+
+@pytest.mark.timeout(600)
+def test_a_replica_killed_mid_cycle_leaves_the_budget_to_the_others(tmp_path: Path) -> None:
+    if not pg_available():
+        pytest.skip("PostgreSQL is not reachable")
+    sim = SimulatedCloudflare(
+        seed=8,
+        accounts=KILL_ACCOUNTS,
+        portals_per_account=2,
+        servers_per_account=3,
+        unattached_per_account=1,
+        rate_limit=(BUDGET, WINDOW),
+    )
+    with serve_in_thread(sim) as api_url, fresh_pg_database() as url:
+        engine = make_engine(url)
+        base = daemon_env(
+            sim,
+            api_url,
+            url,
+            tmp_path,
+            sync_interval=3600,  # the start-up sync is the cycle: nothing else runs
+            max_concurrency=3,
+            rate_limit_requests=BUDGET,
+            rate_limit_period=WINDOW,
+            log_level="info",
+        )
+        replicas = [
+            Daemon({**base, "INVENTORY_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}, tmp_path)
+            for _ in range(3)
+        ]
+        victim, *survivors = replicas
+        try:
+            # Mid-cycle: every replica has a run going or done, the victim one going (so it is
+            # waiting for slots or holding some: its requests are paced by the shared budget).
+            wait_until(
+                lambda: mid_cycle(engine, victim.pid, [r.pid for r in survivors]),
+                timeout=120,
+                every=0.05,
+            )
+            victim.proc.kill()
+            killed = time.time()
+            victim.wait()
+            orphans = running_of(engine, victim.pid)
+            wait_until(lambda: cycle_over(engine, sim, orphans), timeout=300, every=0.2)
+        finally:
+            for replica in replicas:
+                replica.close()
+            engine.dispose()
+
+    times = sorted(r.time for r in sim.requests)
+    assert [r for r in sim.requests if r.status == 429] == [], "the shared budget was overspent"
+    assert densest(times, WINDOW) <= BUDGET
+    # The victim's slots count until its reservation runs out, then the survivors have every
+    # slot of the budget: in the next span they send a whole budget's worth.
+    after = [t for t in times if killed + SPAN <= t <= killed + 2 * SPAN + 2 * HOLD]
+    assert len(after) >= BUDGET, (
+        f"{len(after)} requests in the span after the victim's reservation ran out; offsets "
+        + " ".join(f"{t - killed:.2f}" for t in times if t >= killed)
+    )
+    assert times[-1] > killed + 2 * SPAN  # the survivors still had work then: a real test
+
+
+def mid_cycle(engine: Engine, victim: int, others: list[int]) -> bool:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT pid, status FROM sync_runs")).all()
+    going = {pid for pid, status in rows if status == "running"}
+    return victim in going and all(pid in {p for p, _ in rows} for pid in others)
+
+
+def running_of(engine: Engine, pid: int) -> set[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT account_id FROM sync_runs WHERE pid = :pid AND status = 'running'"),
+            {"pid": pid},
+        ).all()
+    return {str(a) for (a,) in rows}
+
+
+def cycle_over(engine: Engine, sim: SimulatedCloudflare, orphans: set[str]) -> bool:
+    """Every account synced but those the dead replica left running; no survivor busy."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT account_id, status FROM sync_runs")).all()
+    done = {str(a) for a, status in rows if status == "succeeded"}
+    busy = [a for a, status in rows if status == "running" and a not in orphans]
+    return not busy and done | orphans == set(sim.account_ids)
+
+
+def densest(times: list[float], window: float) -> int:
+    """The most of ``times`` (sorted) in any ``window`` seconds."""
+    most, first = 0, 0
+    for last, t in enumerate(times):
+        while times[first] <= t - window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
 
 
 def all_synced(engine: Engine, sim: SimulatedCloudflare) -> bool:

@@ -5,43 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-import structlog
-import typer
 from sqlalchemy import Engine
-from typer.testing import CliRunner
 
-from inventory.cli import Options
-from inventory.cli.commands.reports import register
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare
 from inventory.timespec import TimeSpecError, parse_duration, parse_instant
+from tests.support.cli import invoke_reports
 from tests.support.history import FLAPPING, PORTAL, History, build_history, observed
 
-
-@pytest.fixture(autouse=True)
-def _keep_logging() -> Iterator[None]:
-    # The CLI configures logging onto the runner's stderr, which closes when it returns.
-    saved, handlers = structlog.get_config(), logging.getLogger().handlers[:]
-    yield
-    structlog.configure(**saved)
-    logging.getLogger().handlers[:] = handlers
-
-
-def make_app(db_url: str) -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _global(ctx: typer.Context) -> None:
-        ctx.obj = Options({"database_url": db_url}, None)
-
-    register(app)
-    return app
+pytestmark = pytest.mark.usefixtures("keep_logging")
 
 
 @pytest.fixture
@@ -49,14 +24,10 @@ def history(engine: Engine, settings: Settings, sim: SimulatedCloudflare) -> His
     return build_history(engine, settings, sim)
 
 
-def invoke(db_url: str, *args: str) -> Any:
-    return CliRunner().invoke(make_app(db_url), list(args), env={"INVENTORY_LOG_FORMAT": "json"})
-
-
 @pytest.mark.slow
 def test_changes_as_json_and_csv(db_url: str, history: History) -> None:
     period = ["--since", "2026-01-02", "--until", "2026-01-02T00:00:05Z"]
-    result = invoke(db_url, "changes", *period, "--account", history.a, "--json")
+    result = invoke_reports(db_url, "changes", *period, "--account", history.a, "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     renamed = [r for r in rows if r["kind"] == "portal"]
@@ -64,11 +35,11 @@ def test_changes_as_json_and_csv(db_url: str, history: History) -> None:
         ("name", "Platform MCP portal 1", "Platform (renamed)")
     ]
     assert {r["at"] for r in rows} == {observed(2, 0).isoformat()}
-    as_csv = invoke(db_url, "changes", *period, "--kind", "tool", "--csv")
+    as_csv = invoke_reports(db_url, "changes", *period, "--kind", "tool", "--csv")
     assert as_csv.exit_code == 0
     table = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert sorted(r["change"] for r in table) == ["created", "deleted"]
-    human = invoke(db_url, "changes", *period)
+    human = invoke_reports(db_url, "changes", *period)
     assert human.exit_code == 0
     assert "Platform (renamed)" in human.stdout
 
@@ -85,7 +56,7 @@ def test_changes_as_json_and_csv(db_url: str, history: History) -> None:
     ],
 )
 def test_a_bad_argument_is_one_line_and_exit_2(db_url: str, args: list[str]) -> None:
-    result = invoke(db_url, *args)
+    result = invoke_reports(db_url, *args)
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
@@ -93,37 +64,41 @@ def test_a_bad_argument_is_one_line_and_exit_2(db_url: str, args: list[str]) -> 
 
 @pytest.mark.slow
 def test_show_as_of_and_not_found(db_url: str, history: History) -> None:
-    shown = invoke(db_url, "show", "portal", PORTAL, "-a", history.a, "--as-of", "2026-01-01T12:00")
+    shown = invoke_reports(
+        db_url, "show", "portal", PORTAL, "-a", history.a, "--as-of", "2026-01-01T12:00"
+    )
     assert shown.exit_code == 0, shown.output
     assert "Platform MCP portal 1" in shown.stdout
-    as_json = invoke(db_url, "show", "server", FLAPPING, "-a", history.a, "--json")
+    as_json = invoke_reports(db_url, "show", "server", FLAPPING, "-a", history.a, "--json")
     assert json.loads(as_json.stdout)["server"]["error"] == "timeout"
-    missing = invoke(db_url, "show", "portal", PORTAL, "-a", history.a, "--as-of", "2020-01-01")
+    missing = invoke_reports(
+        db_url, "show", "portal", PORTAL, "-a", history.a, "--as-of", "2020-01-01"
+    )
     assert missing.exit_code == 1
     assert "no portal" in missing.stderr
 
 
 @pytest.mark.slow
 def test_timeline_status_and_reports(db_url: str, history: History) -> None:
-    timeline = invoke(db_url, "timeline", "server", FLAPPING, "-a", history.a, "--json")
+    timeline = invoke_reports(db_url, "timeline", "server", FLAPPING, "-a", history.a, "--json")
     assert [p["status"] for p in json.loads(timeline.stdout)] == [
         "ready",
         "error",
         "ready",
         "error",
     ]
-    status = invoke(db_url, "status", "--since", "2026-01-01", "--json")
+    status = invoke_reports(db_url, "status", "--since", "2026-01-01", "--json")
     assert {r["account_id"]: r["failures"] for r in json.loads(status.stdout)} == {
         history.a: 0,
         history.b: 0,
         history.c: 1,
     }
-    listed = invoke(db_url, "report")
+    listed = invoke_reports(db_url, "report")
     assert "enabled-tools" in listed.stdout
-    code_mode = invoke(db_url, "report", "code-mode", "--as-of", "2026-01-02", "--csv")
+    code_mode = invoke_reports(db_url, "report", "code-mode", "--as-of", "2026-01-02", "--csv")
     assert code_mode.exit_code == 0
     assert PORTAL in code_mode.stdout
-    wrong = invoke(db_url, "report", "in-error", "--since", "7d")
+    wrong = invoke_reports(db_url, "report", "in-error", "--since", "7d")
     assert wrong.exit_code == 2
 
 
@@ -131,14 +106,15 @@ def test_timeline_status_and_reports(db_url: str, history: History) -> None:
 def test_prune_reports_what_it_removed(db_url: str, history: History) -> None:
     # everything in the history closed days ago; nothing closed within the last 1000 days
     assert (
-        "no versions; 0 run(s)" in invoke(db_url, "prune", "--history-older-than", "1000d").stdout
+        "no versions; 0 run(s)"
+        in invoke_reports(db_url, "prune", "--history-older-than", "1000d").stdout
     )
-    result = invoke(db_url, "prune", "--history-older-than", "1s", "--json")
+    result = invoke_reports(db_url, "prune", "--history-older-than", "1s", "--json")
     assert result.exit_code == 0, result.output
     removed = json.loads(result.stdout)
     assert removed["versions"]["servers_history"] > 0
     assert removed["rejected_records"] == 1
-    no_duration = invoke(db_url, "prune")
+    no_duration = invoke_reports(db_url, "prune")
     assert no_duration.exit_code == 2
     assert "history_retention" in no_duration.stderr
 

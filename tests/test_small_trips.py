@@ -15,7 +15,8 @@ from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare
 from inventory.sync.outcome import AccountResult
 from inventory.timespec import CrontabError, cron_trigger
-from tests.test_cli import accounts_env, run
+from tests.support.cli import accounts_env, run
+from tests.support.matrix import one_per_family
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 TOKEN = "abcdefghijklmnopqrstuvwxyz0123456789ABCD"
@@ -67,17 +68,27 @@ def test_the_config_option_beats_the_variable(tmp_path: Path) -> None:
 # --- unsupported and garbage database URLs ----------------------------------------------------
 
 
+UNSUPPORTED = {
+    "mysql://x@y/z": "unsupported database 'mysql'",
+    "mysql+pymysql://x@y/z": "unsupported database 'mysql+pymysql'",
+    "postgresql+psycopg2://x@y/z": "unsupported database 'postgresql+psycopg2'",
+    "oracle://x:pw1234567890@y/z": "unsupported database 'oracle'",
+    "nonsense://x": "unsupported database 'nonsense'",
+    "garbage": "is not a valid SQLAlchemy database URL",
+    "://": "is not a valid SQLAlchemy database URL",
+}
+
+
 @pytest.mark.parametrize(
     ("url", "needle"),
-    [
-        ("mysql://x@y/z", "unsupported database 'mysql'"),
-        ("mysql+pymysql://x@y/z", "unsupported database 'mysql+pymysql'"),
-        ("postgresql+psycopg2://x@y/z", "unsupported database 'postgresql+psycopg2'"),
-        ("oracle://x:pw1234567890@y/z", "unsupported database 'oracle'"),
-        ("nonsense://x", "unsupported database 'nonsense'"),
-        ("garbage", "is not a valid SQLAlchemy database URL"),
-        ("://", "is not a valid SQLAlchemy database URL"),
-    ],
+    one_per_family(
+        [pytest.param(u, n, id=f"{u}-{n}") for u, n in UNSUPPORTED.items()],
+        # a dialect we do not support (one with a password to hide), and no URL at all
+        fast={
+            "oracle://x:pw1234567890@y/z-unsupported database 'oracle'",
+            "garbage-is not a valid SQLAlchemy database URL",
+        },
+    ),
 )
 def test_an_unsupported_database_is_one_line_and_exit_2(
     tmp_path: Path, url: str, needle: str
@@ -92,7 +103,16 @@ def test_an_unsupported_database_is_one_line_and_exit_2(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("command", [["db", "upgrade"], ["config", "check"], ["status"]])
+@pytest.mark.parametrize(
+    "command",
+    one_per_family(
+        [
+            pytest.param(c, id=f"command{i}")
+            for i, c in enumerate([["db", "upgrade"], ["config", "check"], ["status"]])
+        ],
+        fast={"command1"},
+    ),
+)
 def test_every_command_refuses_an_unsupported_database(tmp_path: Path, command: list[str]) -> None:
     result = run(command, tmp_path, {**one_account(), "INVENTORY_DATABASE_URL": "mysql://x@y/z"})
     assert result.returncode == 2, result.stderr
@@ -118,7 +138,21 @@ def test_supported_database_urls_load(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "cron", ["61 * * * *", "* 24 * * *", "* * 32 * *", "* * * 13 *", "* * * * 8", "* * * *"]
+    "cron",
+    one_per_family(
+        [
+            pytest.param(c, id=c)
+            for c in (
+                "61 * * * *",
+                "* 24 * * *",
+                "* * 32 * *",
+                "* * * 13 *",
+                "* * * * 8",
+                "* * * *",
+            )
+        ],
+        fast={"61 * * * *", "* * * *"},  # a field out of range; a field missing
+    ),
 )
 def test_a_crontab_the_daemon_would_refuse_fails_config_check(tmp_path: Path, cron: str) -> None:
     result = run(["config", "check"], tmp_path, {**one_account(), "INVENTORY_SYNC_CRON": cron})

@@ -51,11 +51,21 @@ def pg_available() -> bool:
     return True
 
 
-def truncate_pg(engine: Engine) -> None:
-    """Empty every table of a PostgreSQL database at once, identities restarted."""
-    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+def empty_pg(engine: Engine) -> None:
+    """Empty every table of a PostgreSQL database, sequences restarted, in one round trip.
+
+    DELETE rather than TRUNCATE: a test leaves a few rows, and TRUNCATE gives each of the
+    tables and its indexes new files (70 ms a test against 4 ms, on over 500 tests).
+    """
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        conn.execute(_EMPTY)
+
+
+_EMPTY = text(
+    "; ".join(f'DELETE FROM "{t.name}"' for t in reversed(Base.metadata.sorted_tables))
+    + "; SELECT setval(quote_ident(schemaname) || '.' || quote_ident(sequencename), 1, false)"
+    " FROM pg_sequences WHERE schemaname = current_schema()"
+)
 
 
 def count(engine: Engine, table: str, where: str = "1=1", **params: Any) -> int:

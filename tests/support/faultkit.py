@@ -131,6 +131,7 @@ def syncer_for(
             client=client,
             per_page=settings.page_size,
             max_pages=settings.max_pages,
+            confirm_threshold=settings.confirm_threshold,
             clock=clock or Clock(),
         )
 

@@ -7,6 +7,8 @@ portal, an override toggled twice, a rejected record and a revoked account.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +18,7 @@ from inventory.daemon.service import open_client
 from inventory.db.load import TABLES
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
+from inventory.sync.outcome import AccountResult
 from inventory.sync.syncer import Syncer
 
 PORTAL, FLAPPING, TOOLED, OVERRIDDEN = (
@@ -27,23 +30,40 @@ PORTAL, FLAPPING, TOOLED, OVERRIDDEN = (
 GONE_PORTAL = "portal-legal-2"
 
 
-def day(n: int, hour: int = 0, second: int = 0) -> datetime:
-    return datetime(2026, 1, n, hour, 0, second, tzinfo=UTC)
+def day(n: int, hour: int = 0, second: int = 0, *, month: int = 1) -> datetime:
+    return datetime(2026, month, n, hour, 0, second, tzinfo=UTC)
 
 
 class DayClock:
-    """Cycle n runs on 2026-01-0n from midnight, one second per call: sequential syncs give
-    account i of the cycle ``observed_at = day(n, second=3 + 3 * i)``."""
+    """Cycle n runs on day n of ``month`` (2026) from midnight, one second per call: sequential
+    syncs give account i of the cycle ``observed_at = day(n, second=3 + 3 * i)``."""
 
-    def __init__(self) -> None:
-        self.now = day(1)
+    def __init__(self, month: int = 1) -> None:
+        self.month = month
+        self.now = day(1, month=month)
 
     def start(self, n: int) -> None:
-        self.now = day(n)
+        self.now = day(n, month=self.month)
 
     def __call__(self) -> datetime:
         self.now += timedelta(seconds=1)
         return self.now
+
+
+@contextmanager
+def daily_cycles(
+    engine: Engine, settings: Settings, *, month: int = 1
+) -> Iterator[Callable[[int], list[AccountResult]]]:
+    """``cycle(n)`` syncs every account once, one after the other, on day n from midnight."""
+    clock = DayClock(month)
+    with open_client(settings) as client:
+        syncer = Syncer(engine=engine, client=client, clock=clock)
+
+        def cycle(n: int) -> list[AccountResult]:
+            clock.start(n)
+            return syncer.sync_all(settings.accounts, max_concurrency=1)
+
+        yield cycle
 
 
 @dataclass
@@ -76,14 +96,11 @@ def _current(engine: Engine) -> set[tuple[str, str, str, str]]:
 
 def build_history(engine: Engine, settings: Settings, sim: SimulatedCloudflare) -> History:
     a, b, c = sim.account_ids
-    clock = DayClock()
-    with open_client(settings) as client:
-        syncer = Syncer(engine=engine, client=client, clock=clock)
-        history = History(a, b, c, "", "", sim.tool_names(a, OVERRIDDEN)[0], "")
+    history = History(a, b, c, "", "", sim.tool_names(a, OVERRIDDEN)[0], "")
+    with daily_cycles(engine, settings) as sync:
 
         def cycle(n: int) -> list[str]:
-            clock.start(n)
-            results = syncer.sync_all(settings.accounts, max_concurrency=1)
+            results = sync(n)
             history.seen[n] = _current(engine)
             return [r.status for r in results]
 
