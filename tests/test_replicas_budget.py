@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from benchmarks.replicas_budget import densest
 from inventory.db.engine import make_engine
 from inventory.simulator import SimulatedCloudflare
 from inventory.simulator.server import serve_in_thread
@@ -194,6 +195,97 @@ def test_a_replica_killed_mid_cycle_leaves_the_budget_to_the_others(tmp_path: Pa
     assert times[-1] > killed + 2 * SPAN  # the survivors still had work then: a real test
 
 
+# Accounts outnumber the budget: 10 accounts of one token need 20 requests a round, the budget
+# allows 8 a cycle (8 per 2 s window, a 2 s interval), so each account must be synced at least
+# once in every ceil(20 / 8) = 3 cycles (the accounts are taken oldest last success first).
+FAIR_ACCOUNTS, FAIR_BUDGET, FAIR_WINDOW, FAIR_INTERVAL = 10, 8, 2.0, 2
+FAIR_BOUND = math.ceil(
+    FAIR_ACCOUNTS * REQUESTS_PER_SYNC / (FAIR_BUDGET * FAIR_INTERVAL / FAIR_WINDOW)
+)
+FAIR_CYCLES = 8  # measured, once every account has been synced
+
+
+@pytest.mark.timeout(600)
+def test_accounts_beyond_the_budget_are_each_synced_within_the_bound(tmp_path: Path) -> None:
+    if not pg_available():
+        pytest.skip("PostgreSQL is not reachable")
+    sim = SimulatedCloudflare(
+        seed=9,
+        accounts=FAIR_ACCOUNTS,
+        portals_per_account=2,
+        servers_per_account=3,
+        unattached_per_account=1,
+        rate_limit=(FAIR_BUDGET, FAIR_WINDOW),
+    )
+    with serve_in_thread(sim) as api_url, fresh_pg_database() as url:
+        engine = make_engine(url)
+        base = daemon_env(
+            sim,
+            api_url,
+            url,
+            tmp_path,
+            sync_interval=FAIR_INTERVAL,
+            max_concurrency=2,
+            rate_limit_requests=FAIR_BUDGET,
+            rate_limit_period=FAIR_WINDOW,
+            log_level="info",
+        )
+        replicas = [
+            Daemon({**base, "INVENTORY_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}, tmp_path)
+            for _ in range(2)
+        ]
+        try:
+            wait_until(lambda: all_synced_once(engine, sim), timeout=120, every=0.2)
+            first = math.floor(time.time() / FAIR_INTERVAL) + 1
+            last = first + FAIR_CYCLES - 1
+            wait_until(lambda: time.time() >= (last + 1) * FAIR_INTERVAL, timeout=120, every=0.2)
+            rows = runs(engine)
+        finally:
+            for replica in replicas:
+                replica.close()
+            engine.dispose()
+
+    assert [r for r in sim.requests if r.status == 429] == [], "the shared budget was overspent"
+    synced: dict[str, list[int]] = {a: [] for a in sim.account_ids}
+    for r in rows:
+        if r.status == "succeeded" and r.finished_at is not None:
+            synced[r.account_id].append(math.floor(r.finished_at.timestamp() / FAIR_INTERVAL))
+    seen = {
+        a[:6]: sorted(c - first for c in cycles if c >= first - 4) for a, cycles in synced.items()
+    }
+    # The budget was the bottleneck: fewer syncs than accounts x cycles.
+    done = sum(1 for cycles in synced.values() for c in cycles if first <= c <= last)
+    assert done < FAIR_ACCOUNTS * FAIR_CYCLES, seen
+    # What holds today: every account synced in every stretch of FAIR_BOUND + 1 cycles.
+    assert not late_accounts(synced, first, last, FAIR_BOUND + 1), seen
+    if late := late_accounts(synced, first, last, FAIR_BOUND):
+        # Measured: some accounts are taken every second cycle while others wait a fourth. A job
+        # that fires while its account's previous job is still busy (syncing another account
+        # it found more starved) is dropped (max_instances=1), so that account is not among
+        # the due ones until its next firing finds its job idle (docs/performance.md).
+        pytest.xfail(f"not every account within {FAIR_BOUND} cycles: {len(late)} late; {seen}")
+
+
+def late_accounts(
+    synced: dict[str, list[int]], first: int, last: int, bound: int
+) -> set[tuple[str, int]]:
+    """(account, cycle) for each stretch of ``bound`` cycles from ``cycle`` without its sync."""
+    return {
+        (account, start)
+        for account, cycles in synced.items()
+        for start in range(first, last - bound + 2)
+        if not any(start <= c < start + bound for c in cycles)
+    }
+
+
+def all_synced_once(engine: Engine, sim: SimulatedCloudflare) -> bool:
+    with engine.connect() as conn:
+        done = conn.execute(
+            text("SELECT count(*) FROM accounts WHERE last_success_at IS NOT NULL")
+        ).scalar_one()
+    return bool(done == len(sim.account_ids))
+
+
 def mid_cycle(engine: Engine, victim: int, others: list[int]) -> bool:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT pid, status FROM sync_runs")).all()
@@ -217,16 +309,6 @@ def cycle_over(engine: Engine, sim: SimulatedCloudflare, orphans: set[str]) -> b
     done = {str(a) for a, status in rows if status == "succeeded"}
     busy = [a for a, status in rows if status == "running" and a not in orphans]
     return not busy and done | orphans == set(sim.account_ids)
-
-
-def densest(times: list[float], window: float) -> int:
-    """The most of ``times`` (sorted) in any ``window`` seconds."""
-    most, first = 0, 0
-    for last, t in enumerate(times):
-        while times[first] <= t - window:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 def all_synced(engine: Engine, sim: SimulatedCloudflare) -> bool:
