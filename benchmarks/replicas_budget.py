@@ -36,7 +36,7 @@ from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from inventory.sync.syncer import Syncer
 
-__all__ = ["main", "measure"]
+__all__ = ["densest", "main", "measure", "render"]
 
 
 def _replica(
@@ -57,7 +57,8 @@ def _replica(
         engine.dispose()
 
 
-def _densest(times: list[float], window: float) -> int:
+def densest(times: list[float], window: float) -> int:
+    """The most of ``times`` (sorted) in any ``window`` seconds."""
     most, first = 0, 0
     for last, t in enumerate(times):
         while times[first] <= t - window:
@@ -99,7 +100,7 @@ def measure(workload: str, replicas: int, syncs: int) -> dict[str, Any]:
                         "sync": n + 1,
                         "requests": len(times),
                         "429": statuses.count(429),
-                        "densest_window": _densest(times, window),
+                        "densest_window": densest(times, window),
                         "first_to_last_s": round(spread, 2),
                         "least_possible_s": (len(times) - 1) // budget * window,
                     }

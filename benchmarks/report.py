@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["evaluate", "render"]
+from benchmarks import replicas_budget
+
+__all__ = ["evaluate", "render", "replicas_targets"]
 
 _NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 _PHASES = (
@@ -111,6 +113,24 @@ def evaluate(out: dict[str, Any]) -> list[dict[str, Any]]:
             1.0,
         ),
     ]
+    if out.get("replicas_budget"):
+        targets += replicas_targets(out["replicas_budget"])
+    return targets
+
+
+def replicas_targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """Replicas sharing one budget: no 429, never more than the budget in one window."""
+    targets = []
+    for row in figures["rows"]:
+        targets += [
+            _target(f"replicas, sync {row['sync']}: 429 responses", "postgresql", row["429"], 0),
+            _target(
+                f"replicas, sync {row['sync']}: most requests in one window / limit",
+                "postgresql",
+                _ratio(row["densest_window"], figures["budget"]),
+                1.0,
+            ),
+        ]
     return targets
 
 
@@ -186,8 +206,10 @@ def render(out: dict[str, Any], targets: list[dict[str, Any]]) -> str:
         f"(no client can do it in under {lim['min_wall_s']:.0f} s): "
         f"{lim['too_many_requests']} responses 429, at most {lim['max_in_window']} requests in any "
         f"{case['period']:g} s window.",
-        f"Whole run: {out['total_s']:.0f} s.",
     ]
+    if out.get("replicas_budget"):
+        lines += ["", replicas_budget.render(out["replicas_budget"]), ""]
+    lines.append(f"Whole run: {out['total_s']:.0f} s.")
     return "\n".join(lines)
 
 

@@ -5,7 +5,8 @@ initial sync per database, floor (b) per database, the fewer-accounts initial sy
 database (peak-RSS check), floor (a) again, unchanged resync, [the dlt peer's initial load and
 unchanged resync], 1 % churn, resync, [the dlt peer's resync], Cloudflare re-syncing every
 server and the resync after it (observations moved). Then the limiter benchmark against a
-simulator that enforces its rate limit.
+simulator that enforces its rate limit and, on PostgreSQL, three replicas spending that
+limiter case's budget together (``benchmarks/replicas_budget.py``).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from typing import Any
 
 import psycopg
 
+from benchmarks import replicas_budget
 from benchmarks.databases import PG_ADMIN_URL, Databases, pg_writes
 from benchmarks.peer import Peer
 from benchmarks.phase import run_phase
 from benchmarks.simhost import SimHost
-from benchmarks.workloads import LimiterCase, Workload
+from benchmarks.workloads import WORKLOADS, LimiterCase, Workload
 
-__all__ = ["BOOKKEEPING", "machine", "run_suite"]
+__all__ = ["BOOKKEEPING", "machine", "run_replicas_budget", "run_suite"]
 
 BOOKKEEPING = frozenset({"accounts", "sync_runs", "rejected_records", "alembic_version"})
 Log = Callable[[str], None]
@@ -190,18 +192,27 @@ def run_suite(
         out["floor_a_runs"] = floor_a
         out["floor_a"] = min(floor_a, key=lambda r: float(r["wall_s"]))
     out["limiter"] = run_limiter(workload.limiter, seed=workload.seed, log=log)
+    if "postgresql" in dbs:
+        out["replicas_budget"] = run_replicas_budget(workload.name, log=log)
     out["total_s"] = time.monotonic() - started
     return out
 
 
-def _max_in_window(times: list[float], period: float) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while times[start] <= t - period:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
+def run_replicas_budget(workload: str, *, log: Log = _print) -> dict[str, Any]:
+    """The limiter case again, with three replicas on one PostgreSQL sharing the budget."""
+    case = WORKLOADS[workload].limiter
+    log(
+        f"replicas: 3 replicas on one PostgreSQL, {case.accounts} accounts on one token, "
+        f"limit {case.requests} requests / {case.period:g} s"
+    )
+    figures = replicas_budget.measure(workload, replicas=3, syncs=2)
+    for row in figures["rows"]:
+        log(
+            f"  sync {row['sync']}: {row['requests']} requests, {row['429']} responses 429, "
+            f"at most {row['densest_window']} in one window, {row['first_to_last_s']} s "
+            f"first to last (least possible {row['least_possible_s']:g} s)"
+        )
+    return figures
 
 
 def run_limiter(case: LimiterCase, *, seed: int, log: Log = _print) -> dict[str, Any]:
@@ -227,7 +238,7 @@ def run_limiter(case: LimiterCase, *, seed: int, log: Log = _print) -> dict[str,
         case=case.__dict__,
         timeline=[[round(t - first, 3), status] for t, status in served["times"]],
         too_many_requests=served["by_status"].get("429", 0),
-        max_in_window=_max_in_window(ok_times, case.period),
+        max_in_window=replicas_budget.densest(sorted(ok_times), case.period),
         # the fastest any client may go: every full window but the last must be waited out
         min_wall_s=max(0, -(-total // case.requests) - 1) * case.period,
     )

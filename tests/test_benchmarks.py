@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import replicas_budget
 from benchmarks.__main__ import main
-from benchmarks.report import evaluate, render
+from benchmarks.report import evaluate, render, replicas_targets
+from benchmarks.suite import run_replicas_budget
 from benchmarks.workloads import WORKLOADS
 
 
@@ -74,3 +76,17 @@ def test_with_dlt_refuses_a_python_without_dlt(
     assert "--with-dlt" in err
     assert "requirements-dlt.txt" in err or "cannot run it" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_the_replicas_phase_shares_one_budget(pg_database: str | None) -> None:
+    if pg_database is None:
+        pytest.skip("PostgreSQL is not reachable")
+    figures = run_replicas_budget("tiny")
+    case = WORKLOADS["tiny"].limiter
+    assert [(r["requests"], r["429"]) for r in figures["rows"]] == [(2 * case.accounts, 0)] * 2
+    assert all(r["densest_window"] <= case.requests for r in figures["rows"])
+    targets = replicas_targets(figures)
+    assert len(targets) == 4
+    assert all(t["met"] for t in targets)
+    assert "| 1 | 8 | 0 | 8 |" in replicas_budget.render(figures)
