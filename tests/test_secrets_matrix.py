@@ -9,11 +9,13 @@ that names the account, the setting, and the position and kind of the offending 
 Commands run in-process through typer's CliRunner (the real CLI, configured only by environment
 and files); the daemon's cycle, where one runs, is a real ``inventory run`` process.
 
-Later features that add secrets (webhooks) extend WAYS.
+Webhook targets' URL and secret: NOTIFY_WAYS, at the end.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -33,6 +35,7 @@ from inventory.cli import app
 from inventory.db import models
 from inventory.db.engine import make_engine
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
+from tests.support.receiver import Status, receiving
 
 pytestmark = pytest.mark.slow
 
@@ -355,3 +358,125 @@ def test_an_email_with_an_accent_is_refused_at_every_command(
         ), text
         outputs.append(text)
     _assert_clean("\n".join(outputs), CANARY, EMAIL_CANARY, "matrixcanary")
+
+
+# --- webhook targets: the URL and the secret -----------------------------------------------------
+
+URL_CANARY = "T0URLCANARY_B1c9d2e7f4"
+HOOK_CANARY = "whsec_HOOKCANARY_77ab1e0c"
+
+
+def _notify_inline(home: Home, url: str, secret: str) -> None:
+    _toml(
+        home.path,
+        _account_toml(f'api_token = "{CANARY}"')
+        + f'\n[[notify]]\nname = "sec"\nurl = {json.dumps(url)}\nsecret = {json.dumps(secret)}\n',
+    )
+    home.setting = "secret"
+
+
+def _notify_env(home: Home, url: str, secret: str) -> None:
+    _toml(
+        home.path,
+        _account_toml(f'api_token = "{CANARY}"')
+        + '\n[[notify]]\nname = "sec"\nurl_env = "HOOK_URL"\nsecret_env = "HOOK_SECRET"\n',
+    )
+    home.env.update(HOOK_URL=url, HOOK_SECRET=secret)
+    home.setting = "secret_env (env HOOK_SECRET)"
+
+
+def _notify_file(home: Home, url: str, secret: str) -> None:
+    (home.path / "hook-url").write_text(url + "\n")
+    (home.path / "hook-secret").write_bytes(secret.encode())
+    _toml(
+        home.path,
+        _account_toml(f'api_token = "{CANARY}"')
+        + '\n[[notify]]\nname = "sec"\nurl_file = "hook-url"\nsecret_file = "hook-secret"\n',
+    )
+    home.setting = f"secret_file (file {home.path / 'hook-secret'})"
+
+
+def _notify_json(home: Home, url: str, secret: str) -> None:
+    home.env["INVENTORY_ACCOUNTS"] = json.dumps([{"id": ACCOUNT, "api_token": CANARY}])
+    home.env["INVENTORY_NOTIFY"] = json.dumps([{"name": "sec", "url": url, "secret": secret}])
+    home.setting = "secret"
+
+
+def _notify_secrets_dir(home: Home, url: str, secret: str) -> None:
+    home.env["INVENTORY_ACCOUNTS"] = json.dumps([{"id": ACCOUNT, "api_token": CANARY}])
+    (home.path / "secrets" / "inventory_notify").write_text(
+        json.dumps([{"name": "sec", "url": url, "secret": secret}])
+    )
+    home.setting = "secret"
+
+
+NOTIFY_WAYS: dict[str, Callable[[Home, str, str], None]] = {
+    "inline": _notify_inline,
+    "_env": _notify_env,
+    "_file": _notify_file,
+    "INVENTORY_NOTIFY": _notify_json,
+    "secrets-dir": _notify_secrets_dir,
+}
+NOTIFY_COMMANDS = [
+    ("config", "check"),
+    ("config", "check", "--json"),
+    ("--log-level", "debug", "--log-format", "json", "sync"),
+    ("--log-level", "debug", "--log-format", "console", "notify", "pending"),
+    ("notify", "pending", "--json"),
+    ("--log-level", "debug", "notify", "test"),
+    ("--log-level", "debug", "--log-format", "json", "notify", "deliver", "--budget", "0"),
+    ("status",),
+]
+
+
+@pytest.mark.parametrize("way", list(NOTIFY_WAYS))
+def test_webhook_url_and_secret_never_leave_the_process(
+    way: str, api: tuple[SimulatedCloudflare, str], tmp_path: Path
+) -> None:
+    with receiving() as receiver:
+        url = f"{receiver.url}/{URL_CANARY}"
+        home = _home(tmp_path, api[1])
+        NOTIFY_WAYS[way](home, url, HOOK_CANARY)
+        # failures speak: a 500 then a 400 (dead) for the sync's event, a 400 to the test event
+        receiver.answers.extend([Status(500), Status(400), Status(400)])
+        code, text = _invoke(home, "db", "upgrade")
+        assert code == 0, text
+        outputs = []
+        for args in NOTIFY_COMMANDS:
+            code, text = _invoke(home, *args)
+            outputs.append(text)
+            assert code in (0, 1), (args, text)
+        outputs.append(_stored(home.env["INVENTORY_DATABASE_URL"]))
+    assert receiver.requests, outputs
+    for request in receiver.requests:
+        assert request.path == f"/hook/{URL_CANARY}"
+        expected = (
+            "sha256=" + hmac.new(HOOK_CANARY.encode(), request.body, hashlib.sha256).hexdigest()
+        )
+        assert request.headers["x-inventory-signature"] == expected
+    assert "sec: failed: HTTP 400" in outputs[5]
+    assert "will retry" in outputs[2]  # the failures were logged, and the logs are clean
+    assert "notification dead" in outputs[2]
+    assert '"dead": 1' in outputs[4]
+    _assert_clean("\n".join(outputs), URL_CANARY, HOOK_CANARY, CANARY)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [v for v in VARIANTS if not v.stripped_in_files and v.name != "nul"],
+    ids=lambda v: v.name,
+)
+@pytest.mark.parametrize("way", ["inline", "_env", "INVENTORY_NOTIFY"])
+def test_a_malformed_webhook_secret_is_named_never_shown(
+    way: str, variant: Variant, api: tuple[SimulatedCloudflare, str], tmp_path: Path
+) -> None:
+    home = _home(tmp_path, api[1])
+    NOTIFY_WAYS[way](home, "https://hooks.example.com/" + URL_CANARY, variant.value)
+    outputs = []
+    for args in [("config", "check"), ("sync",), ("notify", "test"), ("run",)]:
+        code, text = _invoke(home, *args)
+        assert code == 2, (args, text)
+        assert f"notify[0]: {home.setting}" in text, text
+        assert f"holds {variant.kind}" in text, text
+        outputs.append(text)
+    _assert_clean("\n".join(outputs), URL_CANARY, CANARY, variant.value)

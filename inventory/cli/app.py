@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from inventory.cli.commands import config, daemon, db, demo, reports, sync
+from inventory.cli.commands import config, daemon, db, demo, notify, reports, sync
 from inventory.cli.console import err, fit_consoles, out
 from inventory.cli.options import Options
 
@@ -71,7 +71,7 @@ def _global(
 
 
 # The order of `inventory --help`.
-for group in (db, config, sync, demo, daemon, reports):
+for group in (db, config, sync, demo, daemon, reports, notify):
     group.register(app)
 
 

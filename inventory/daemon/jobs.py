@@ -26,6 +26,7 @@ from inventory.daemon.schedule import ANCHOR, account_schedule, cycle_start, sch
 from inventory.db import models
 from inventory.db.retention import prune_history
 from inventory.db.runs import close_abandoned_runs, mark_unconfigured
+from inventory.notify.deliver import Deliverer
 from inventory.sync.outcome import describe_error
 from inventory.sync.syncer import Syncer, utc_now
 
@@ -52,6 +53,7 @@ class DaemonJobs:
     _due: dict[str, AccountConfig]
     _choosing: threading.Lock
     _order: dict[str, int]
+    deliverer: Deliverer | None
 
     def _start_scheduler(self, syncer: Syncer) -> None:
         scheduler = BackgroundScheduler(
@@ -124,6 +126,8 @@ class DaemonJobs:
                     self._running.discard(chosen.id)
                     self._idle.notify_all()
             if result.status != "skipped":
+                if self.deliverer is not None:
+                    self.deliverer.wake()  # notifications it queued go out now
                 return
 
     def _next_due(self, engine: Engine) -> AccountConfig | None:

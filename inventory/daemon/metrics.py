@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from inventory.cloudflare.client import RequestStats
+from inventory.notify.metrics import NotifyMetrics
 from inventory.sync.outcome import AccountResult
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
@@ -140,6 +141,7 @@ class Metrics:
             registry=r,
         )
         self.build_info.labels(_version(), platform.python_version()).set(1)
+        self.notify = NotifyMetrics(r)  # webhook deliveries, per target name
 
     def prepare(
         self,

@@ -25,6 +25,7 @@ RELOADABLE = frozenset(
         "max_pages",
         "account_deadline",
         "history_retention",
+        "notify",
     }
 )
 

@@ -47,6 +47,8 @@ from inventory.db.engine import make_engine, sqlite_path
 from inventory.db.locks import SingleDaemonLock
 from inventory.errors import InventoryError
 from inventory.logs import configure_logging
+from inventory.notify.deliver import Deliverer, serving
+from inventory.notify.record import Notifier
 from inventory.sync.syncer import Syncer, utc_now
 
 if TYPE_CHECKING:
@@ -92,6 +94,7 @@ class Daemon(DaemonJobs):
         self._due: dict[str, AccountConfig] = {}
         self._choosing = threading.Lock()  # guards _due; never held with _idle
         self._order = {a.id: i for i, a in enumerate(self.accounts)}
+        self.deliverer: Deliverer | None = None  # notifications, while serving
 
     def run(self) -> int:
         """Serve until a signal; the exit code (0 after a clean stop)."""
@@ -122,9 +125,21 @@ class Daemon(DaemonJobs):
                 guard.release()
 
     def _serve(self, engine: Engine) -> int:
-        with open_client(self.settings, engine) as client:
+        # Notifications: the syncs write events, a worker per webhook target delivers them.
+        targets, notify_metrics = (lambda: self.settings.notify), self.metrics.notify
+        notify_metrics.prepare([t.name for t in self.settings.notify])
+        notifier = Notifier(targets, on_queued=notify_metrics.on_queued)
+        with (
+            open_client(self.settings, engine) as client,
+            serving(engine, targets, metrics=notify_metrics) as self.deliverer,
+        ):
             syncer = build_syncer(
-                self.settings, engine, client, cancel=self.cancel, on_result=self.metrics.observe
+                self.settings,
+                engine,
+                client,
+                cancel=self.cancel,
+                on_result=self.metrics.observe,
+                notifier=notifier,
             )
             self._start_scheduler(syncer)
             log.info(

@@ -23,6 +23,8 @@ from inventory.db.engine import make_engine
 from inventory.db.locks import account_locks
 from inventory.db.migrate import ensure_current
 from inventory.db.runs import mark_unconfigured
+from inventory.notify.deliver import deliver_pending
+from inventory.notify.record import Notifier
 from inventory.sync.outcome import AccountResult
 from inventory.sync.syncer import ProgressCallback, ResultCallback, Syncer
 
@@ -147,6 +149,7 @@ def build_syncer(
     on_page: ProgressCallback | None = None,
     on_result: ResultCallback | None = None,
     cancel: threading.Event | None = None,
+    notifier: Notifier | None = None,
 ) -> Syncer:
     """The Syncer the settings describe, taking the per-account locks every process shares."""
     return Syncer(
@@ -160,6 +163,7 @@ def build_syncer(
         on_result=on_result,
         cancel=cancel,
         account_deadline=settings.account_deadline,
+        notifier=notifier,
     )
 
 
@@ -179,9 +183,13 @@ def run_sync(
             _progress(progress) as on_page,
         ):
             # Beside running daemons, a one-shot sync takes the same per-account locks.
-            syncer = build_syncer(settings, engine, client, on_page=on_page)
+            notifier = Notifier(lambda: settings.notify) if settings.notify else None
+            syncer = build_syncer(settings, engine, client, on_page=on_page, notifier=notifier)
             if all_accounts:
                 mark_unconfigured(engine, [a.id for a in accounts])
-            return syncer.sync_all(accounts, max_concurrency=settings.max_concurrency)
+            results = syncer.sync_all(accounts, max_concurrency=settings.max_concurrency)
+        if settings.notify:  # notifications: deliver what these syncs queued
+            deliver_pending(engine, settings.notify)
+        return results
     finally:
         engine.dispose()

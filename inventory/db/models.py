@@ -34,6 +34,8 @@ from inventory.db.types import JSONValue, UTCDateTime, str32, str64, text_key
 __all__ = [
     "Account",
     "Base",
+    "NotifyLease",
+    "OutboxEvent",
     "Override",
     "OverrideVersion",
     "Portal",
@@ -177,6 +179,49 @@ class RejectedRecord(Base):
     entity_id: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[str] = mapped_column(Text)
+
+
+# --- notifications (inventory.notify, inventory.db.outbox) -----------------------------------
+
+
+class OutboxEvent(Base):
+    """One event for one webhook target, written in the transaction of the change it describes.
+
+    ``id`` orders a target's events; ``batch_id`` is set on the events of a request before it
+    is sent (a crash re-sends exactly that batch); ``last_error`` never holds a URL or a secret.
+    """
+
+    __tablename__ = "notify_outbox"
+    __table_args__ = (
+        Index("ix_notify_outbox_target_state", "target", "state", "id"),
+        Index("uq_notify_outbox_target_event", "target", "event_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    target: Mapped[str64]
+    event_id: Mapped[str64]
+    event_type: Mapped[str32]
+    account_id: Mapped[str | None] = mapped_column(String(32))
+    run_id: Mapped[int | None] = mapped_column(BigIntId)
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16))  # pending, delivered, dead
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    batch_id: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None]
+
+
+class NotifyLease(Base):
+    """Which process delivers a target's events; ``token`` grows with each new holder (fencing)."""
+
+    __tablename__ = "notify_leases"
+
+    target: Mapped[str64] = mapped_column(primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(255))
+    token: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime | None]
 
 
 # --- shared columns of current and history tables --------------------------------------------

@@ -174,7 +174,9 @@ SELECT p.account_id, p.id AS portal_id, p.name AS portal_name, p.hostname AS por
        NOT COALESCE(p.secure_web_gateway, FALSE) AS skips_gateway,
        ps.server_id, s.name AS server_name, s.auth_type, s.status AS server_status,
        ps.default_disabled, t.name AS tool_name,
-       CASE WHEN t.name IS NOT NULL THEN COALESCE(po.enabled, so.enabled, TRUE) END AS tool_enabled
+       CASE WHEN t.name IS NOT NULL
+            THEN COALESCE(po.enabled, so.enabled, NOT COALESCE(ps.default_disabled, FALSE)) END
+       AS tool_enabled
 FROM portals_history p
 LEFT JOIN portal_servers_history ps ON ps.account_id = p.account_id AND ps.portal_id = p.id
      AND {_as_of("ps")}

@@ -96,6 +96,9 @@ def _short_secrets(settings: Settings) -> list[str]:
         )
         if secret is not None and len(secret.get_secret_value()) < MIN_LENGTH:
             found.append(f"accounts[{index}] ({account.label}): {setting}")
+    for index, target in enumerate(settings.notify):
+        if target.secret is not None and len(target.secret.get_secret_value()) < MIN_LENGTH:
+            found.append(f"notify[{index}] ({target.name}): secret")
     if any(len(p) < MIN_LENGTH for p in url_passwords(settings.database_url_secret())):
         found.append("database_url: the password")
     return [
@@ -114,6 +117,11 @@ def _exposed_file(load: Load) -> list[str]:
     accounts = trace.data.get("accounts")
     inline = isinstance(accounts, list) and any(
         isinstance(a, dict) and ("api_token" in a or "api_key" in a) for a in accounts
+    )
+    targets = trace.data.get("notify")
+    inline = inline or (
+        isinstance(targets, list)
+        and any(isinstance(t, dict) and ("url" in t or "secret" in t) for t in targets)
     )
     url = trace.data.get("database_url")
     if not inline and not (isinstance(url, str) and url_passwords(url)):
@@ -172,6 +180,8 @@ def _describe(error: ErrorDetails, trace: TracedSource | None) -> str:
     if loc[:1] == ("accounts",) and rest and isinstance(rest[0], int):
         subject = [f"accounts[{rest[0]}]{_account_name(trace, rest[0])}"]
         rest = rest[1:]
+    elif loc[:1] == ("notify",) and rest and isinstance(rest[0], int):
+        subject, rest = [f"notify[{rest[0]}]"], rest[1:]
     subject.extend(str(part) for part in rest)
     return ": ".join([*subject, message])
 

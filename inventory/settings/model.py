@@ -14,6 +14,7 @@ from inventory import timespec
 from inventory.redaction import register_secret
 from inventory.settings.accounts import AccountConfig
 from inventory.settings.dburl import parse_database_url
+from inventory.settings.notify import NotifyTarget, check_targets
 from inventory.settings.sources import (
     CURRENT_LOAD,
     ENV_PREFIX,
@@ -108,6 +109,8 @@ class Settings(BaseSettings):
     metrics_address: str = Field("127.0.0.1:9108", description="host:port of /metrics")
     history_retention: OptionalSeconds = Field(None, description="keep history this long")
     accounts: list[AccountConfig] = Field(default_factory=list)
+    # Webhook targets ([[notify]]; INVENTORY_NOTIFY as JSON): inventory.notify, notifications.md
+    notify: list[NotifyTarget] = Field(default_factory=list)
 
     # Where each value came from, filled in by load_settings; shows where inline tokens live.
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -209,6 +212,11 @@ class Settings(BaseSettings):
             seen[account.id] = index
         return accounts
 
+    @field_validator("notify")
+    @classmethod
+    def _unique_targets(cls, targets: list[NotifyTarget]) -> list[NotifyTarget]:
+        return check_targets(targets)
+
     def deprecations(self) -> list[str]:
         """One line per deprecated setting in use, for a warning at start-up."""
         if self.retry_max_time is None:
@@ -228,9 +236,10 @@ class Settings(BaseSettings):
         return tuple(self._warnings)
 
     def redacted(self) -> dict[str, object]:
-        values: dict[str, object] = self.model_dump(mode="json", exclude={"accounts"})
+        values: dict[str, object] = self.model_dump(mode="json", exclude={"accounts", "notify"})
         origin = self._origins.get("accounts")
         values["accounts"] = [_redact(account, origin) for account in self.accounts]
+        values["notify"] = [target.redacted(self._origins.get("notify")) for target in self.notify]
         return values
 
 

@@ -296,6 +296,19 @@ class Mutations:
             portal.links.append(LinkState(server_id))
             _stamp(portal, now)
 
+    def set_default_disabled(
+        self, account_id: str, portal_id: str, server_id: str, *, disabled: bool
+    ) -> None:
+        """Attach the server's tools disabled (or enabled) by default in this portal."""
+        with self._mutate(account_id) as (acct, now):
+            portal = acct.portal(portal_id)
+            link = portal.link(server_id)
+            if link is None:
+                raise KeyError(f"server {server_id!r} is not in portal {portal_id!r}")
+            link.default_disabled = disabled
+            link.touch()
+            _stamp(portal, now)
+
     def detach_server(self, account_id: str, portal_id: str, server_id: str) -> None:
         with self._mutate(account_id) as (acct, now):
             portal = acct.portal(portal_id)

@@ -29,6 +29,7 @@ from inventory.db.load import apply_changes, read_observed, read_stored, record_
 from inventory.db.memo import ListingMemo, memo_value, read_memo
 from inventory.db.runs import count_entities
 from inventory.errors import DeadlineError
+from inventory.notify.record import Notifier, recording_changes
 from inventory.sync.diff import ChangeSet, diff_snapshot, portal_only_absences
 from inventory.sync.outcome import AccountResult, Outcome, decide_outcome
 from inventory.sync.record import finish, superseded
@@ -71,6 +72,8 @@ class Context(Protocol):
     def clock(self) -> datetime: ...
     def writing(self) -> AbstractContextManager[object]: ...
     def check_cancel(self) -> None: ...
+    @property
+    def notifier(self) -> Notifier | None: ...  # webhook events, into the outbox
 
 
 @dataclass
@@ -165,7 +168,15 @@ def _load_unchanged(
         result.warnings = list(memo.warnings)
         result.counts = ChangeSet.empty().counts()
         kept = memo_value(result.run_id, portals.digests, servers.digests, memo.warnings)
-        finish(conn, result, now=ctx.clock(), applied=True, observed_at=observed_at, memo=kept)
+        finish(
+            conn,
+            result,
+            now=ctx.clock(),
+            applied=True,
+            observed_at=observed_at,
+            memo=kept,
+            notifier=ctx.notifier,
+        )
         if ctx.counting:
             job.entities.update(count_entities(conn, job.account.id))
         return True
@@ -249,7 +260,16 @@ def _load(
         if superseded(conn, result, observed_at=observed_at, clock=ctx.clock):
             return
         changes, pending = _diff(conn, account_id, transformed, result.run_id)
-        apply_changes(conn, account_id, changes, run_id=result.run_id, observed_at=observed_at)
+        with recording_changes(  # notifications: the events of these changes, this transaction
+            conn,
+            ctx.notifier,
+            account=(account_id, job.account.name),
+            changes=changes,
+            snapshot=transformed.snapshot,
+            run_id=result.run_id,
+            observed_at=observed_at,
+        ):
+            apply_changes(conn, account_id, changes, run_id=result.run_id, observed_at=observed_at)
         record_rejections(conn, account_id, result.run_id, transformed.rejections)
         result.counts = changes.counts()
         # Portal-only servers awaiting their second absence: the next run must look again.
@@ -266,6 +286,7 @@ def _load(
             changes=changes,
             observed_at=observed_at,
             memo=memo,
+            notifier=ctx.notifier,
         )
         if ctx.counting:
             job.entities.update(count_entities(conn, account_id))

@@ -10,6 +10,7 @@ import structlog
 from sqlalchemy import Connection
 
 from inventory.db.runs import check_fence, finish_run
+from inventory.notify.record import Notifier, record_run_outcome
 from inventory.sync.diff import ChangeSet
 from inventory.sync.outcome import AccountResult
 
@@ -52,8 +53,12 @@ def finish(
     changes: ChangeSet | None = None,
     observed_at: datetime | None = None,
     memo: dict[str, Any] | None = None,
+    notifier: Notifier | None = None,
 ) -> None:
-    """Close the run from 'running'; a run that ``applied`` also moves the fencing token."""
+    """Close the run from 'running'; a run that ``applied`` also moves the fencing token.
+
+    ``notifier``: sync.failed / sync.recovered go into the outbox in this transaction.
+    """
     assert result.run_id is not None
     added, changed, removed = changes.totals() if changes is not None else (0, 0, 0)
     if changes is not None:
@@ -79,6 +84,7 @@ def finish(
         conn, result.run_id, result.account_id, values, now=now, applied=applied, memo=memo
     )
     if finished:
+        record_run_outcome(conn, notifier, result)  # notifications: sync.failed/recovered
         return
     if applied:  # cannot happen under the fence's lock; never let it commit if it does
         raise RuntimeError(f"run {result.run_id} was closed while it applied")

@@ -43,6 +43,7 @@ from inventory.cloudflare.deadline import Deadline
 from inventory.db.locks import WriterLock
 from inventory.db.runs import close_abandoned_runs, close_dead_runs, open_run, synced_since
 from inventory.errors import Aborted, InventoryError
+from inventory.notify.record import Notifier
 from inventory.sync.account import Job, ProgressCallback, SyncAccount, sync_account_data
 from inventory.sync.outcome import AccountResult, describe_error
 from inventory.sync.record import finish, log_result
@@ -102,8 +103,10 @@ class Syncer:
         close_retry_waits: Sequence[float] = CLOSE_RETRY_WAITS,
         wait: Callable[[float], None] = time.sleep,
         account_deadline: float | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.engine = engine
+        self.notifier = notifier  # webhook events, written in the sync's transactions
         self.client = client
         self.per_page = per_page
         self.max_pages = max_pages
@@ -159,7 +162,7 @@ class Syncer:
         for run_id, result in pending:
             try:
                 with self.writing(), self.engine.begin() as conn:
-                    finish(conn, result, now=self.clock())
+                    finish(conn, result, now=self.clock(), notifier=self.notifier)
             except SQLAlchemyError as exc:
                 log.warning(
                     "still cannot record the run's outcome",
@@ -283,7 +286,7 @@ class Syncer:
                 self.wait(waits[attempt - 1])
             try:
                 with self.writing(), self.engine.begin() as conn:
-                    finish(conn, result, now=self.clock())
+                    finish(conn, result, now=self.clock(), notifier=self.notifier)
                 return
             except SQLAlchemyError as db_exc:
                 log.warning(

@@ -48,12 +48,14 @@ def config_table(redacted: Mapping[str, Any]) -> Table:
     table.add_column("setting", style="bold")
     table.add_column("value", overflow="fold")
     for name, value in redacted.items():
-        if name == "accounts":
+        if name in ("accounts", "notify"):
             continue
         table.add_row(Text(name), Text("" if value is None else str(value)))
     # Numbered as in error messages; Text, so that "[[accounts]]" is not read as markup.
     for i, account in enumerate(redacted.get("accounts") or []):
         table.add_row(Text(f"accounts[{i}]"), Text(json.dumps(account, default=str)))
+    for i, target in enumerate(redacted.get("notify") or []):
+        table.add_row(Text(f"notify[{i}]"), Text(json.dumps(target, default=str)))
     return table
 
 

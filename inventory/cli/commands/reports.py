@@ -108,6 +108,7 @@ def status_command(
     as_csv: AsCsv = False,
 ) -> None:
     """Sync health per account: last run, last success, runs and failures, average duration."""
+    from inventory.db.outbox import outbox_summary
     from inventory.reports.output import cell, fitted_table, notes
     from inventory.reports.queries import run_sql_columns
     from inventory.reports.sql import SYNC_STATUS
@@ -118,6 +119,7 @@ def status_command(
     with history.connection(ctx) as conn:
         account_id = history.account_id(ctx, conn, account)
         columns, rows = run_sql_columns(conn, SYNC_STATUS, since=start, account_id=account_id)
+        notify = outbox_summary(conn)  # webhook notifications not delivered
     if as_json or as_csv:
         history.emit(rows, columns, as_json=as_json, as_csv=as_csv, title="")
         return
@@ -143,6 +145,12 @@ def status_command(
     ]
     for line in notes("last failure of each account:", entries):
         out.print(line)
+    for target in notify:  # notifications: what `inventory notify pending` details
+        out.print(
+            f"notify {target['target']}: {target['pending']} pending, {target['dead']} dead"
+            " (inventory notify pending)",
+            highlight=False,
+        )
 
 
 def timeline_command(

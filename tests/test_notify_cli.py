@@ -1,0 +1,97 @@
+"""``inventory notify test | pending | deliver`` and ``status``, through the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from inventory.cli import app
+from tests.support.notify import SECRET, queue
+from tests.support.receiver import Receiver, Status, receiving
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with receiving() as r:
+        yield r
+
+
+def invoke(db_url: str, targets: list[dict[str, Any]], *args: str) -> Any:
+    cleared: dict[str, str | None] = {n: None for n in os.environ if n.startswith("INVENTORY_")}
+    env = {
+        **cleared,
+        "INVENTORY_DATABASE_URL": db_url,
+        "INVENTORY_NOTIFY": json.dumps(targets),
+        "INVENTORY_LOG_FORMAT": "json",
+    }
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_notify_test_posts_a_signed_event_to_each_target_and_fails_on_any(
+    db_url: str, receiver: Receiver
+) -> None:
+    targets = [
+        {"name": "ok", "url": receiver.url, "secret": SECRET},
+        {"name": "refuses", "url": receiver.url + "/x", "format": "slack"},
+    ]
+    receiver.answers.extend([Status(204), Status(400)])
+    result = invoke(db_url, targets, "notify", "test")
+    assert result.exit_code == 1, result.output
+    assert "ok: ok (HTTP 204)" in result.stdout
+    assert "refuses: failed: HTTP 400" in result.stdout
+    first, second = receiver.requests
+    assert first.document["events"][0]["type"] == "notify.test"
+    expected = "sha256=" + hmac.new(SECRET.encode(), first.body, hashlib.sha256).hexdigest()
+    assert first.headers["x-inventory-signature"] == expected
+    assert "x-inventory-signature" not in second.headers
+    assert "test notification" in second.document["text"]  # the Slack shape
+    receiver.answers.clear()
+    assert invoke(db_url, targets, "notify", "test").exit_code == 0
+
+
+def test_pending_shows_what_is_left_and_what_is_dead(
+    db_url: str, engine: Engine, receiver: Receiver, tmp_path: Path
+) -> None:
+    targets = [{"name": "sec", "url": receiver.url, "batch_window": 0, "batch_size": 1}]
+    ids = queue(engine, "sec", 3, now=datetime.now(UTC))
+    receiver.answers.extend([Status(200), Status(404), Status(500)])
+    result = invoke(db_url, targets, "notify", "deliver", "--budget", "0")
+    assert result.exit_code == 1, result.output  # one left pending, to retry
+    assert "sec: 1 delivered, some left pending" in result.stdout
+    result = invoke(db_url, targets, "notify", "pending", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["targets"][0] | {"oldest_pending": None} == {
+        "target": "sec",
+        "pending": 1,
+        "dead": 1,
+        "oldest_pending": None,
+    }
+    by_id = {e["event_id"]: e for e in document["events"]}
+    assert (by_id[ids[1]]["state"], by_id[ids[1]]["last_error"]) == ("dead", "HTTP 404")
+    assert (by_id[ids[2]]["state"], by_id[ids[2]]["last_error"]) == ("pending", "HTTP 500")
+    text = invoke(db_url, targets, "notify", "pending")
+    assert "sec: 1 pending, 1 dead" in text.stdout
+    status = invoke(db_url, targets, "status")
+    assert "notify sec: 1 pending, 1 dead" in status.stdout
+
+
+def test_no_target_is_a_configuration_error(db_url: str) -> None:
+    result = invoke(db_url, [], "notify", "test")
+    assert result.exit_code == 2
+    assert "no notify targets configured" in result.stderr
+    bad = invoke(db_url, [{"name": "x", "url": "ftp://example.com/hook"}], "notify", "test")
+    assert bad.exit_code == 2
+    assert "notify[0]: url: must be an http:// or https:// URL" in bad.stderr
+    twice = [{"name": "x", "url": "https://a.example"}, {"name": "x", "url": "https://b.example"}]
+    assert "listed twice" in invoke(db_url, twice, "notify", "pending").stderr
