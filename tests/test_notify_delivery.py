@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine
 from structlog.testing import capture_logs
 
-from inventory.metrics import Metrics
+from inventory.daemon.metrics import Metrics
 from inventory.notify.deliver import Deliverer
 from inventory.notify.post import backoff, classify, retry_after_seconds
 from inventory.settings import load_settings

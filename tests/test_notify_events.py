@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, select, text
 
+from inventory.daemon.service import open_client
 from inventory.db import models
-from inventory.diff import ChangeSet
 from inventory.notify.events import entity_events, reachable
 from inventory.notify.record import Notifier
 from inventory.reports.sql import EXPOSURE_AS_OF
-from inventory.service import open_client
 from inventory.settings.notify import NotifyTarget
 from inventory.simulator import SimulatedCloudflare
-from inventory.sync import Syncer
-from inventory.transform import Key, Kind, Row
+from inventory.sync.diff import ChangeSet
+from inventory.sync.syncer import Syncer
+from inventory.sync.transform import Key, Kind, Row
 from tests.support.faultkit import Clock, small_sim
 from tests.support.settings import settings_for
 
