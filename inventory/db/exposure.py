@@ -14,7 +14,7 @@ from sqlalchemy import Connection, select, tuple_
 
 from inventory.db import models
 from inventory.db.load import TABLES
-from inventory.sync.transform import Key, Kind
+from inventory.rows import Key, Kind
 
 __all__ = ["ReachInputs", "failure_streak", "read_reach_inputs", "read_restored", "read_rows"]
 

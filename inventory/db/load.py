@@ -21,9 +21,8 @@ from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, selec
 from sqlalchemy.exc import DBAPIError
 
 from inventory.db import models
+from inventory.rows import KINDS, OBSERVED, ChangeSet, Key, Kind, KindChanges, Rejection, Row
 from inventory.storable import storable_text
-from inventory.sync.diff import ChangeSet, KindChanges
-from inventory.sync.transform import KINDS, OBSERVED, Key, Kind, Rejection, Row
 
 __all__ = [
     "TABLES",

@@ -17,7 +17,7 @@ from typing import Any, TypeGuard
 from sqlalchemy import Connection, func, select
 
 from inventory.db import models
-from inventory.sync.transform import TRANSFORM_REVISION
+from inventory.rows import TRANSFORM_REVISION
 
 __all__ = ["ListingMemo", "memo_value", "read_memo"]
 

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, delete, select, update
 
 from inventory.db import models
-from inventory.sync.transform import OBSERVED
+from inventory.rows import OBSERVED
 
 __all__ = ["MergeReport", "merge_observation_versions"]
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from inventory.sync.diff import ChangeSet
-from inventory.sync.transform import Key, Kind, Snapshot
+from inventory.rows import ChangeSet, Key, Kind, Snapshot
 
 __all__ = [
     "KIND_NAMES",

@@ -30,9 +30,8 @@ from inventory.notify.events import (
     reachable,
     summary_event,
 )
+from inventory.rows import ChangeSet, Kind, Snapshot
 from inventory.settings.notify import NotifyTarget
-from inventory.sync.diff import ChangeSet
-from inventory.sync.transform import Kind, Snapshot
 
 __all__ = ["Notifier", "RunOutcome", "record_run_outcome", "recording_changes"]
 

@@ -9,66 +9,12 @@ stored but whose observations (``transform.OBSERVED``: Cloudflare's sync times) 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from inventory.sync.transform import KINDS, Coverage, Key, Kind, Row, Snapshot
+from inventory.rows import KINDS, ChangeSet, Key, Kind, KindChanges, Snapshot
+from inventory.sync.transform import Coverage
 
 __all__ = ["ChangeSet", "KindChanges", "diff_snapshot", "portal_only_absences"]
-
-
-@dataclass(slots=True)
-class KindChanges:
-    inserts: dict[Key, Row] = field(default_factory=dict)
-    updates: dict[Key, Row] = field(default_factory=dict)
-    deletes: list[Key] = field(default_factory=list)
-    # Same content, moved observations: updated in place on the row and its open version.
-    observations: dict[Key, Row] = field(default_factory=dict)
-    # Stored rows the listing could not vouch for (fetch incomplete or record rejected).
-    kept: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.inserts or self.updates or self.deletes)
-
-    @property
-    def writes(self) -> bool:
-        """Whether applying these changes writes anything, observations included."""
-        return bool(self) or bool(self.observations)
-
-
-@dataclass(slots=True)
-class ChangeSet:
-    kinds: dict[Kind, KindChanges]
-
-    def __bool__(self) -> bool:
-        return any(self.kinds.values())
-
-    @property
-    def writes(self) -> bool:
-        """Whether applying these changes writes anything, observations included."""
-        return any(c.writes for c in self.kinds.values())
-
-    @classmethod
-    def empty(cls) -> ChangeSet:
-        return cls(kinds={kind: KindChanges() for kind in KINDS})
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        return {
-            kind: {
-                "added": len(c.inserts),
-                "changed": len(c.updates),
-                "removed": len(c.deletes),
-            }
-            for kind, c in self.kinds.items()
-        }
-
-    def totals(self) -> tuple[int, int, int]:
-        changes = self.kinds.values()
-        return (
-            sum(len(c.inserts) for c in changes),
-            sum(len(c.updates) for c in changes),
-            sum(len(c.deletes) for c in changes),
-        )
 
 
 def diff_snapshot(

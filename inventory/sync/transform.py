@@ -12,12 +12,13 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
 from inventory.cloudflare.models import AUTH_TYPES, STATUSES, Portal, PortalServer, Server
+from inventory.rows import KINDS, OBSERVED, TRANSFORM_REVISION, Key, Kind, Rejection, Row, Snapshot
 from inventory.storable import ESCAPED_NUL, NUL_IN_JSON_REASON, json_has_nul
 
 __all__ = [
@@ -36,14 +37,8 @@ __all__ = [
     "transform_account",
 ]
 
-Kind = Literal["portal", "server", "portal_server", "tool", "prompt", "override"]
-KINDS: tuple[Kind, ...] = ("portal", "server", "portal_server", "tool", "prompt", "override")
-Key = tuple[str, ...]
 M = TypeVar("M", bound=BaseModel)
 
-# Bump whenever the same API record would now give different rows: stored listing memos (page
-# digests of the last clean run, see inventory.db.memo) of another revision are then ignored.
-TRANSFORM_REVISION = 2
 MAX_RECORD_BYTES = 2_000_000
 MAX_NAME_KEY = 200
 # Top-level children stored in tables of their own, so not repeated in their parent's raw JSON.
@@ -57,11 +52,6 @@ _OVERRIDE_TEXT = (
     "server_alias",
     "server_description",
 )
-# Observations, not content: Cloudflare moves these every time it re-syncs a server (each
-# attempt, each success) while nothing about the server changes. They are left out of a
-# server's content hash (the column and the key in ``raw`` alike) and are updated in place.
-# ``modified_at``/``modified_by`` are not among them: they move when someone edits the record.
-OBSERVED = ("last_synced", "last_successful_sync")
 # Keys of an embedded server that belong to its portal, not to the server.
 _PORTAL_ONLY_KEYS = (
     "server_id",
@@ -74,25 +64,6 @@ _PORTAL_ONLY_KEYS = (
 _NOT_COMPARED = frozenset(("id", *_PORTAL_ONLY_KEYS, *OBSERVED))
 _CAPABILITIES = frozenset(("tools", "prompts"))
 _MAX_LISTED = 5
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    values: dict[str, Any]
-    digest: str
-    # The row's ``OBSERVED`` values, in that order (servers only): not part of ``digest``.
-    observed: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    kind: str
-    entity_id: str | None
-    reason: str
-    raw: str
-
-
-Snapshot = dict[Kind, dict[Key, Row]]
 
 
 @dataclass(slots=True)
