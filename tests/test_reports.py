@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
+from inventory.db.engine import make_engine
 from inventory.reports import sql
 from inventory.reports.named import REPORTS, run_report
 from inventory.reports.queries import (
@@ -27,8 +31,8 @@ from inventory.reports.queries import (
     status_periods,
     sync_status,
 )
-from inventory.settings import Settings
-from inventory.simulator import SimulatedCloudflare
+from inventory.simulator import SimulatedCloudflare, serve_in_thread
+from tests.support.db import IN_CI, fresh_pg_database, pg_available
 from tests.support.history import (
     FLAPPING,
     GONE_PORTAL,
@@ -40,13 +44,44 @@ from tests.support.history import (
     day,
     observed,
 )
+from tests.support.settings import settings_for
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "reports.md"
 
 
-@pytest.fixture
-def history(engine: Engine, settings: Settings, sim: SimulatedCloudflare) -> History:
-    return build_history(engine, settings, sim)
+# The tests only read the history: it is built once per database for the module (per worker).
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def built(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Iterator[tuple[Engine, History]]:
+    workdir = tmp_path_factory.mktemp("reports")
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            shutil.copyfile(sqlite_template, workdir / "inventory.db")
+            url = f"sqlite:///{workdir / 'inventory.db'}"
+        elif pg_available():
+            url = stack.enter_context(fresh_pg_database())
+        elif IN_CI:
+            pytest.fail("PostgreSQL is required under CI but unreachable")
+        else:
+            pytest.skip("PostgreSQL is not reachable (set CI=true to make this a failure)")
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        sim = SimulatedCloudflare(seed=3, accounts=3, portals_per_account=4)  # conftest's sim
+        api_url = stack.enter_context(serve_in_thread(sim))
+        yield engine, build_history(engine, settings_for(sim, api_url, url, cwd=workdir), sim)
+
+
+@pytest.fixture(scope="module")
+def engine(built: tuple[Engine, History]) -> Engine:
+    return built[0]
+
+
+@pytest.fixture(scope="module")
+def history(built: tuple[Engine, History]) -> History:
+    return built[1]
 
 
 def _comparable(field_name: str | None, value: str | None) -> Any:
