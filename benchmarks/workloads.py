@@ -99,6 +99,19 @@ WORKLOADS: dict[str, Workload] = {
         small_accounts=5,
         limiter=LimiterCase(accounts=50, portals=2, servers=3, requests=60, period=15.0, syncs=2),
     ),
+    # L's account shape on 25 accounts: before/after comparisons with phases of about a minute.
+    "H": Workload(
+        name="H",
+        accounts=25,
+        portals=200,
+        servers=300,
+        servers_per_portal=5,
+        tools=25,
+        prompts=5,
+        unattached=50,
+        small_accounts=5,
+        limiter=LimiterCase(accounts=50, portals=2, servers=3, requests=50, period=3.0, syncs=2),
+    ),
     # L's account shape on 5 accounts: L's per-account ratios in a tenth of the time.
     "M": Workload(
         name="M",
