@@ -17,9 +17,10 @@ from sqlalchemy import Engine
 from structlog.testing import capture_logs
 
 from inventory.daemon.metrics import Metrics
-from inventory.notify.deliver import Deliverer
+from inventory.notify.deliver import Deliverer, deliver_pending
 from inventory.notify.post import backoff, classify, retry_after_seconds
 from inventory.settings import load_settings
+from tests.support.daemon import wait_until
 from tests.support.notify import SECRET, T0, Clock, queue, states, target
 from tests.support.receiver import Hold, Receiver, Reset, Status, receiving
 
@@ -173,19 +174,50 @@ def test_a_failing_target_never_holds_up_another(db_url: str, engine: Engine) ->
     assert {s[0] for s in states(engine, "slow").values()} == {"delivered"}
 
 
-def test_a_target_removed_from_the_configuration_loses_its_pending_events(
+def test_the_daemon_drops_a_removed_targets_events_at_start_and_on_reload(
     db_url: str, engine: Engine, receiver: Receiver
 ) -> None:
     queue(engine, "gone", 2)
     kept = queue(engine, "sec", 1, first=5)
-    t = target(receiver.url)
-    with capture_logs() as logs, Deliverer(engine, lambda: [t], clock=Clock()) as d:
-        d.housekeeping()
-        d.deliver_all(budget=0)
-    assert states(engine, "gone") == {}
-    assert receiver.delivered_ids() == kept
+    later = queue(engine, "later", 1, first=9)
+    refused = "http://127.0.0.1:9/hook"  # nothing listens: "later" keeps its event pending
+    configured = [target(receiver.url), target(refused, "later")]
+    stop = threading.Event()
+    with capture_logs() as logs, Deliverer(engine, lambda: list(configured), clock=Clock()) as d:
+        serving = threading.Thread(target=d.serve, args=(stop,), kwargs={"poll": 0.05})
+        serving.start()
+        try:
+            # at start: "gone" is not configured, its events are dropped with a log line
+            wait_until(lambda: states(engine, "gone") == {})
+            wait_until(lambda: receiver.delivered_ids() == kept)
+            wait_until(lambda: states(engine, "later")[later[0]][1] >= 1)  # tried, failed
+            configured[:] = [target(receiver.url)]  # what a SIGHUP does to settings.notify
+            wait_until(lambda: states(engine, "later") == {})
+        finally:
+            stop.set()
+            serving.join(30)
+    drops = [(e["target"], e["events"]) for e in logs if "no longer configured" in e["event"]]
+    assert drops == [("gone", 2), ("later", 1)]
+    assert states(engine)[kept[0]][0] == "delivered"
+
+
+def test_one_shot_delivery_leaves_other_targets_events_alone(
+    db_url: str, engine: Engine, receiver: Receiver
+) -> None:
+    """``inventory sync`` / ``notify deliver`` with another target list than the daemon's."""
+    theirs = queue(engine, "daemons", 2)
+    mine = queue(engine, "sec", 1, first=5)
+    with capture_logs() as logs:
+        deliver_pending(engine, [target(receiver.url)], budget=0)
+    assert receiver.delivered_ids() == mine
+    assert states(engine, "daemons") == dict.fromkeys(theirs, ("pending", 0, None))
+    assert not [e for e in logs if "no longer configured" in e["event"]]
+    # asked for by hand (notify deliver --drop-unconfigured): dropped, with the log line
+    with capture_logs() as logs:
+        deliver_pending(engine, [target(receiver.url)], budget=0, drop=True)
+    assert states(engine, "daemons") == {}
     line = next(e for e in logs if "no longer configured" in e["event"])
-    assert (line["target"], line["events"]) == ("gone", 2)
+    assert (line["target"], line["events"]) == ("daemons", 2)
 
 
 def test_a_batch_waits_its_window_for_company_unless_full(

@@ -268,17 +268,24 @@ class Deliverer:
 
     # --- housekeeping, and the two ways to run ----------------------------------------------
 
-    def housekeeping(self) -> None:
-        """Drop the pending events of targets no longer configured; forget old delivered ones."""
-        dropped = drop_unconfigured(self.engine, [t.name for t in self.targets()])
-        for name, count in dropped.items():
-            log.warning(
-                "notify target no longer configured: its pending events were dropped",
-                target=name,
-                events=count,
-            )
-            if self.metrics is not None:
-                self.metrics.dropped.labels(name).inc(count)
+    def housekeeping(self, *, drop: bool = False) -> None:
+        """Forget old delivered events; with ``drop`` (the daemon only), also drop the pending
+        events of targets no longer configured.
+
+        Only the long-running daemon owns the target list: a one-shot ``inventory sync`` or
+        ``inventory notify deliver`` may run with another configuration than the daemon's, and
+        must not delete the daemon's pending events, so they leave other targets' rows alone.
+        """
+        if drop:
+            dropped = drop_unconfigured(self.engine, [t.name for t in self.targets()])
+            for name, count in dropped.items():
+                log.warning(
+                    "notify target no longer configured: its pending events were dropped",
+                    target=name,
+                    events=count,
+                )
+                if self.metrics is not None:
+                    self.metrics.dropped.labels(name).inc(count)
         prune_finished(self.engine, before=self.clock() - KEEP_DELIVERED)
 
     def deliver_all(
@@ -317,9 +324,9 @@ class Deliverer:
         names: set[str] | None = None
         while not stop.is_set():
             current = {t.name for t in self.targets()}
-            if current != names:
+            if current != names:  # at start, and after a reload changed the target list
                 try:
-                    self.housekeeping()
+                    self.housekeeping(drop=True)
                     names = current
                 except SQLAlchemyError as exc:
                     log.warning(
@@ -370,12 +377,17 @@ class Deliverer:
 
 
 def deliver_pending(
-    engine: Engine, targets: Sequence[NotifyTarget], *, budget: float = 30.0
+    engine: Engine, targets: Sequence[NotifyTarget], *, budget: float = 30.0, drop: bool = False
 ) -> dict[str, Pass]:
-    """The end of ``inventory sync``: deliver what is queued; what still fails waits."""
+    """The end of ``inventory sync``: deliver what is queued; what still fails waits.
+
+    Only ``targets`` are touched: pending events of targets not among them (another process's
+    configuration, the daemon's) are left alone unless ``drop`` (``notify deliver
+    --drop-unconfigured``, asked for by hand).
+    """
     with Deliverer(engine, lambda: targets) as deliverer:
         try:
-            deliverer.housekeeping()
+            deliverer.housekeeping(drop=drop)
         except SQLAlchemyError as exc:
             log.warning(
                 "notify housekeeping failed",

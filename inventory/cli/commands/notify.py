@@ -109,8 +109,16 @@ def pending_command(
 def deliver_command(
     ctx: typer.Context,
     budget: Annotated[float, typer.Option(help="Seconds spent retrying at most.")] = 30.0,
+    drop_unconfigured: Annotated[
+        bool,
+        typer.Option(
+            "--drop-unconfigured",
+            help="First drop the pending events of targets not configured here (as the daemon"
+            " does); without it they are left alone.",
+        ),
+    ] = False,
 ) -> None:
-    """Deliver the pending events now (what the daemon does all along); exit 1 if any is left."""
+    """Deliver the configured targets' pending events now; exit 1 if any is left."""
     from inventory.daemon.service import open_engine
     from inventory.notify.deliver import deliver_pending
 
@@ -119,7 +127,7 @@ def deliver_command(
         targets = _targets(settings, None)
         engine = open_engine(settings)
         try:
-            passes = deliver_pending(engine, targets, budget=budget)
+            passes = deliver_pending(engine, targets, budget=budget, drop=drop_unconfigured)
         finally:
             engine.dispose()
     left = [name for name, done in passes.items() if done.wait is not None or done.busy]
