@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -12,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from inventory.cli import app
@@ -84,6 +86,37 @@ def test_pending_shows_what_is_left_and_what_is_dead(
     assert "sec: 1 pending, 1 dead" in text.stdout
     status = invoke(db_url, targets, "status")
     assert "notify sec: 1 pending, 1 dead" in status.stdout
+
+
+def test_status_json_and_csv_carry_the_notification_counts(
+    db_url: str, engine: Engine, receiver: Receiver
+) -> None:
+    targets = [{"name": "sec", "url": receiver.url, "batch_window": 0, "batch_size": 1}]
+    account = "a" * 32  # the account of the queued events
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO accounts (id, name, configured, first_seen_at) "
+                "VALUES (:a, 'prod', TRUE, :t)"
+            ),
+            {"a": account, "t": datetime.now(UTC)},
+        )
+    queue(engine, "sec", 3, now=datetime.now(UTC))
+    queue(engine, "ops", 1, first=7, now=datetime.now(UTC))
+    receiver.answers.extend([Status(200), Status(404), Status(500)])
+    invoke(db_url, targets, "notify", "deliver", "--budget", "0")
+    as_json = invoke(db_url, targets, "status", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    [row] = [r for r in json.loads(as_json.stdout) if r["account_id"] == account]
+    assert (row["notify_pending"], row["notify_dead"]) == (2, 1)
+    assert row["notify"] == [
+        {"target": "ops", "pending": 1, "dead": 0},
+        {"target": "sec", "pending": 1, "dead": 1},
+    ]
+    as_csv = invoke(db_url, targets, "status", "--csv")
+    assert as_csv.exit_code == 0, as_csv.output
+    [line] = [r for r in csv.DictReader(io.StringIO(as_csv.stdout)) if r["account_id"] == account]
+    assert (line["notify_pending"], line["notify_dead"]) == ("2", "1")
 
 
 def test_no_target_is_a_configuration_error(db_url: str) -> None:

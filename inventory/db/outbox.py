@@ -34,6 +34,7 @@ __all__ = [
     "finish_events",
     "list_events",
     "next_batch",
+    "outbox_by_account",
     "outbox_summary",
     "prune_finished",
     "release_lease",
@@ -279,6 +280,21 @@ def outbox_summary(conn: Connection) -> list[dict[str, Any]]:
         if state == "pending":
             entry["oldest_pending"] = oldest
     return list(summary.values())
+
+
+def outbox_by_account(conn: Connection) -> dict[str | None, dict[str, dict[str, int]]]:
+    """Pending and dead events by account, then target: ``{account: {target: {pending, dead}}}``."""
+    rows = conn.execute(
+        select(_outbox.c.account_id, _outbox.c.target, _outbox.c.state, func.count())
+        .where(_outbox.c.state.in_(["pending", "dead"]))
+        .group_by(_outbox.c.account_id, _outbox.c.target, _outbox.c.state)
+        .order_by(_outbox.c.account_id, _outbox.c.target)
+    ).all()
+    counts: dict[str | None, dict[str, dict[str, int]]] = {}
+    for account_id, target, state, count in rows:
+        entry = counts.setdefault(account_id, {}).setdefault(target, {"pending": 0, "dead": 0})
+        entry[state] = int(count)
+    return counts
 
 
 def list_events(

@@ -108,7 +108,7 @@ def status_command(
     as_csv: AsCsv = False,
 ) -> None:
     """Sync health per account: last run, last success, runs and failures, average duration."""
-    from inventory.db.outbox import outbox_summary
+    from inventory.db.outbox import outbox_by_account, outbox_summary
     from inventory.reports.output import cell, fitted_table, notes
     from inventory.reports.queries import run_sql_columns
     from inventory.reports.sql import SYNC_STATUS
@@ -120,7 +120,15 @@ def status_command(
         account_id = history.account_id(ctx, conn, account)
         columns, rows = run_sql_columns(conn, SYNC_STATUS, since=start, account_id=account_id)
         notify = outbox_summary(conn)  # webhook notifications not delivered
+        by_account = outbox_by_account(conn) if as_json or as_csv else {}
     if as_json or as_csv:
+        # each account's undelivered notifications: totals (both formats), per target (JSON)
+        for row in rows:
+            targets = by_account.get(row["account_id"], {})
+            row["notify_pending"] = sum(c["pending"] for c in targets.values())
+            row["notify_dead"] = sum(c["dead"] for c in targets.values())
+            row["notify"] = [{"target": t, **c} for t, c in targets.items()]
+        columns = [*columns, "notify_pending", "notify_dead", *(["notify"] if as_json else [])]
         history.emit(rows, columns, as_json=as_json, as_csv=as_csv, title="")
         return
     for row in rows:
