@@ -117,6 +117,9 @@ def test_a_400_kills_that_event_only_and_the_queue_goes_on(
         done = d.deliver_target(t)
     assert done.sent == 2
     assert [r.ids for r in receiver.requests] == [ids, [ids[0]], [ids[1]], [ids[2]]]
+    # alone, each event is sent with its own id as the idempotency key; the batch, its own
+    assert [r.key for r in receiver.requests[1:]] == ids
+    assert receiver.requests[0].key not in ids
     assert states(engine) == {
         ids[0]: ("delivered", 1, None),
         ids[1]: ("dead", 1, "HTTP 422"),
@@ -152,6 +155,7 @@ def test_an_event_failing_past_max_age_is_dead_and_visible(
         assert d.deliver_target(t).wait is None
     state, attempts, error = states(engine)[ids[0]]
     assert (state, attempts) == ("dead", 3)
+    assert [r.key for r in receiver.requests] == [ids[0]] * 3  # the event's id, every attempt
     assert error is not None
     assert "max_age" in error
 

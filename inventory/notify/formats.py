@@ -6,8 +6,9 @@ reads the same shape). Either way the body is signed when the target has a secre
 
     X-Inventory-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes, keyed by the secret>
 
-and ``Idempotency-Key`` is the batch's id, the same on every attempt (a crash included), while
-``X-Inventory-Event-Ids`` lists the ids of its events: a receiver drops the ones it has seen.
+and ``Idempotency-Key`` is the event's own ``id`` when the request carries one event, else the
+batch's id; either is the same on every attempt (a crash included). ``X-Inventory-Event-Ids``
+always lists the ids of the request's events: a receiver drops the ones it has seen.
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ def request_for(
     headers = {
         "Content-Type": "application/json",
         "User-Agent": user_agent,
-        "Idempotency-Key": batch_id,
+        # one event: its own id, so a re-sent event is known by the id it had (a batch refused
+        # and sent again one event at a time included); several: the batch's id
+        "Idempotency-Key": ids[0] if len(ids) == 1 else batch_id,
         "X-Inventory-Event-Ids": ",".join(ids),
     }
     if secret is not None:
