@@ -160,6 +160,28 @@ def test_an_event_failing_past_max_age_is_dead_and_visible(
     assert "max_age" in error
 
 
+def test_max_age_gives_up_each_event_at_its_own_age_not_its_batchs(
+    db_url: str, engine: Engine, receiver: Receiver
+) -> None:
+    old = queue(engine, "sec", 1)
+    clock = Clock()
+    clock.advance(6)
+    young = queue(engine, "sec", 1, first=1, now=clock.now)
+    receiver.answers.extend([Status(500), Status(500)])
+    t = target(receiver.url, max_age="10s")
+    with Deliverer(engine, lambda: [t], clock=clock) as d:
+        assert d.deliver_target(t).wait == 2.0  # one batch of both, failed
+        clock.advance(4)  # the first is ten seconds old, the second four
+        d.deliver_target(t)
+        assert states(engine)[old[0]][0] == "dead"
+        assert states(engine)[young[0]][:2] == ("pending", 2)
+        clock.advance(4)
+        assert d.deliver_target(t).sent == 1  # the younger one is delivered after all
+    assert [r.ids for r in receiver.requests] == [old + young, old + young, young]
+    assert receiver.requests[2].key == young[0]
+    assert states(engine)[young[0]][0] == "delivered"
+
+
 def test_a_failing_target_never_holds_up_another(db_url: str, engine: Engine) -> None:
     with receiving() as slow, receiving() as fine:
         queue(engine, "slow", 1)

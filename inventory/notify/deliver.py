@@ -7,8 +7,8 @@ sent, so after a crash the same batch (same ids, same ``Idempotency-Key``) goes 
 
     2xx                          delivered
     5xx, 429, timeout, connect   tried again after ``backoff`` (429/503: Retry-After honoured),
-                                 the batch and the queue behind it wait; dead once the oldest
-                                 event of the batch is ``max_age`` old
+                                 the batch and the queue behind it wait; each event is dead
+                                 once it is ``max_age`` old (the rest of its batch goes on)
     3xx (never followed), 4xx    refused: a batch of several is sent again one event at a time,
                                  a single event is dead (logged, counted) and the queue goes on
 
@@ -208,15 +208,36 @@ class Deliverer:
                 error=answer.error,
             )
             return split_batch(self.engine, lease, ids, [str(uuid.uuid4()) for _ in ids])
-        age = (now - min(r.created_at for r in rows)).total_seconds()
-        if answer.outcome == "refused" or age >= target.max_age:
-            reason = answer.error or "failed"
-            if answer.outcome != "refused":
-                reason += f"; given up after max_age ({target.max_age:g} s)"
-            return self._dead(target, lease, rows, now, reason)
+        if answer.outcome == "refused":
+            return self._dead(target, lease, rows, now, answer.error or "refused")
+        return self._failed(target, lease, rows, answer, now)
+
+    def _failed(
+        self,
+        target: NotifyTarget,
+        lease: Lease,
+        rows: Sequence[OutboxRow],
+        answer: Answer,
+        now: datetime,
+    ) -> bool:
+        """A failure worth retrying: tried again after a backoff, or dead at ``max_age``.
+
+        Each event is given up at its own age: the younger ones of the batch are tried again,
+        in a batch of their own (their ids are the same; the receiver knows them by those).
+        """
+        error = answer.error or "failed"
+        expired = [r for r in rows if (now - r.created_at).total_seconds() >= target.max_age]
+        if expired:
+            reason = f"{error}; given up after max_age ({target.max_age:g} s)"
+            if not self._dead(target, lease, expired, now, reason):
+                return False
+            rows = [r for r in rows if r not in expired]
+            if not rows:
+                return True
         wait = backoff(rows[0].attempts + 1, answer.retry_after)
         at = now + timedelta(seconds=wait)
-        if not retry_events(self.engine, lease, ids, at=at, error=answer.error or "failed"):
+        ids = [r.id for r in rows]
+        if not retry_events(self.engine, lease, ids, at=at, error=error, keep_batch=not expired):
             return False
         if self.metrics is not None:
             self.metrics.retried.labels(target.name).inc(len(rows))
