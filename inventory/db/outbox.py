@@ -159,17 +159,25 @@ def next_batch(conn: Connection, target: str, *, limit: int) -> list[OutboxRow]:
     return [r for r in rows if r.batch_id is None]
 
 
-def start_batch(engine: Engine, lease: Lease, ids: Sequence[int], batch_id: str) -> bool:
-    """Mark the events as one batch before it is sent; False if the lease was lost."""
+def _update_pending(
+    engine: Engine, lease: Lease, ids: Sequence[int], values: dict[str, Any]
+) -> bool:
+    """Set ``values`` on those of the events still pending, fenced: False (no write) if the
+    lease was lost."""
     with engine.begin() as conn:
         if not _fenced(conn, lease):
             return False
         conn.execute(
             update(_outbox)
             .where(_outbox.c.id.in_(list(ids)), _outbox.c.state == "pending")
-            .values(batch_id=batch_id)
+            .values(values)
         )
     return True
+
+
+def start_batch(engine: Engine, lease: Lease, ids: Sequence[int], batch_id: str) -> bool:
+    """Mark the events as one batch before it is sent; False if the lease was lost."""
+    return _update_pending(engine, lease, ids, {"batch_id": batch_id})
 
 
 def finish_events(
@@ -183,21 +191,14 @@ def finish_events(
     attempted: bool = True,
 ) -> bool:
     """Record the events ``delivered`` or ``dead``; False (no write) if the lease was lost."""
-    with engine.begin() as conn:
-        if not _fenced(conn, lease):
-            return False
-        conn.execute(
-            update(_outbox)
-            .where(_outbox.c.id.in_(list(ids)), _outbox.c.state == "pending")
-            .values(
-                state=state,
-                finished_at=now,
-                # a delivered event keeps the error of its last failed attempt, if any
-                last_error=error if error is not None else _outbox.c.last_error,
-                attempts=_outbox.c.attempts + (1 if attempted else 0),
-            )
-        )
-    return True
+    values = {
+        "state": state,
+        "finished_at": now,
+        # a delivered event keeps the error of its last failed attempt, if any
+        "last_error": error if error is not None else _outbox.c.last_error,
+        "attempts": _outbox.c.attempts + (1 if attempted else 0),
+    }
+    return _update_pending(engine, lease, ids, values)
 
 
 def retry_events(
@@ -209,23 +210,18 @@ def retry_events(
     error: str,
     keep_batch: bool = True,
 ) -> bool:
-    """One more failed attempt; the batch is tried again at ``at``. False if the lease was lost."""
-    with engine.begin() as conn:
-        if not _fenced(conn, lease):
-            return False
-        values: dict[str, Any] = {
-            "attempts": _outbox.c.attempts + 1,
-            "next_attempt_at": at,
-            "last_error": error,
-        }
-        if not keep_batch:
-            values["batch_id"] = None
-        conn.execute(
-            update(_outbox)
-            .where(_outbox.c.id.in_(list(ids)), _outbox.c.state == "pending")
-            .values(values)
-        )
-    return True
+    """One more failed attempt; the batch is tried again at ``at``. False if the lease was lost.
+
+    ``keep_batch=False``: the events leave their batch and are sent in a new one.
+    """
+    values: dict[str, Any] = {
+        "attempts": _outbox.c.attempts + 1,
+        "next_attempt_at": at,
+        "last_error": error,
+    }
+    if not keep_batch:
+        values["batch_id"] = None
+    return _update_pending(engine, lease, ids, values)
 
 
 def drop_unconfigured(engine: Engine, targets: Iterable[str]) -> dict[str, int]:

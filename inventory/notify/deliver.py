@@ -62,6 +62,11 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _db_error(exc: SQLAlchemyError) -> str:
+    """The first line of the driver's message (the logs' ``error``), not SQLAlchemy's wrapping."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
 def holder_gone(holder: str) -> bool:
     """A lease holder ("host:pid:nonce") that was a process of this host and is no more."""
     host, _, rest = holder.partition(":")
@@ -251,14 +256,31 @@ class Deliverer:
         )
         return True
 
+    def _finish(
+        self,
+        target: NotifyTarget,
+        lease: Lease,
+        rows: Sequence[OutboxRow],
+        now: datetime,
+        *,
+        state: str,
+        error: str | None = None,
+    ) -> bool:
+        """Record the events ``delivered`` or ``dead``, counted; False if the lease was lost."""
+        ids = [r.id for r in rows]
+        if not finish_events(self.engine, lease, ids, state=state, now=now, error=error):
+            return False
+        if self.metrics is not None:
+            counter = self.metrics.delivered if state == "delivered" else self.metrics.dead
+            counter.labels(target.name).inc(len(rows))
+        return True
+
     def _delivered(
         self, target: NotifyTarget, lease: Lease, rows: Sequence[OutboxRow], now: datetime
     ) -> bool:
-        ids = [r.id for r in rows]
-        if not finish_events(self.engine, lease, ids, state="delivered", now=now):
+        if not self._finish(target, lease, rows, now, state="delivered"):
             return False
         if self.metrics is not None:
-            self.metrics.delivered.labels(target.name).inc(len(rows))
             for row in rows:
                 seconds = (now - row.created_at).total_seconds()
                 self.metrics.latency.labels(target.name).observe(max(seconds, 0.0))
@@ -273,11 +295,8 @@ class Deliverer:
         now: datetime,
         reason: str,
     ) -> bool:
-        ids = [r.id for r in rows]
-        if not finish_events(self.engine, lease, ids, state="dead", now=now, error=reason):
+        if not self._finish(target, lease, rows, now, state="dead", error=reason):
             return False
-        if self.metrics is not None:
-            self.metrics.dead.labels(target.name).inc(len(rows))
         log.error(
             "notification dead: not delivered",
             target=target.name,
@@ -328,7 +347,7 @@ class Deliverer:
                     log.warning(
                         "notify delivery failed: database error",
                         target=target.name,
-                        error=str(getattr(exc, "orig", None) or exc).splitlines()[0],
+                        error=_db_error(exc),
                     )
                     return Pass()
                 left = (deadline - self.clock()).total_seconds()
@@ -352,7 +371,7 @@ class Deliverer:
                 except SQLAlchemyError as exc:
                     log.warning(
                         "notify housekeeping failed",
-                        error=str(getattr(exc, "orig", None) or exc).splitlines()[0],
+                        error=_db_error(exc),
                     )
             for name in current:
                 if name not in workers or not workers[name].is_alive():
@@ -387,7 +406,7 @@ class Deliverer:
                 log.warning(
                     "notify delivery failed: database error",
                     target=name,
-                    error=str(getattr(exc, "orig", None) or exc).splitlines()[0],
+                    error=_db_error(exc),
                 )
                 pause = poll
             except Exception:  # a bug must not end the daemon's deliveries for good
@@ -412,7 +431,7 @@ def deliver_pending(
         except SQLAlchemyError as exc:
             log.warning(
                 "notify housekeeping failed",
-                error=str(getattr(exc, "orig", None) or exc).splitlines()[0],
+                error=_db_error(exc),
             )
         passes = deliverer.deliver_all(budget=budget)
     for name, done in passes.items():

@@ -20,6 +20,7 @@ from inventory.settings.sources import (
     ENV_PREFIX,
     build_sources,
     current_environment,
+    listed_once,
     prepare_load,
 )
 
@@ -202,14 +203,7 @@ class Settings(BaseSettings):
     @field_validator("accounts")
     @classmethod
     def _unique_ids(cls, accounts: list[AccountConfig]) -> list[AccountConfig]:
-        seen: dict[str, int] = {}
-        for index, account in enumerate(accounts):
-            if account.id in seen:
-                raise ValueError(
-                    f"account {account.id} is listed twice "
-                    f"(accounts[{seen[account.id]}] and accounts[{index}])"
-                )
-            seen[account.id] = index
+        listed_once([a.id for a in accounts], field="accounts", what=lambda i: f"account {i}")
         return accounts
 
     @field_validator("notify")

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from inventory.settings.accounts import _read_secret
-from inventory.settings.sources import current_environment
+from inventory.settings.sources import current_environment, listed_once
 from inventory.timespec import seconds
 
 __all__ = ["EVENT_TYPES", "NotifyTarget", "check_targets"]
@@ -156,12 +156,7 @@ class NotifyTarget(BaseModel):
 
 
 def check_targets(targets: list[NotifyTarget]) -> list[NotifyTarget]:
-    seen: dict[str, int] = {}
-    for index, target in enumerate(targets):
-        if target.name in seen:
-            raise ValueError(
-                f"notify target {target.name!r} is listed twice "
-                f"(notify[{seen[target.name]}] and notify[{index}])"
-            )
-        seen[target.name] = index
+    listed_once(
+        [t.name for t in targets], field="notify", what=lambda name: f"notify target {name!r}"
+    )
     return targets

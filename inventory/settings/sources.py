@@ -14,7 +14,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +76,17 @@ class Load:
 
 
 CURRENT_LOAD: ContextVar[Load | None] = ContextVar("inventory_settings_load", default=None)
+
+
+def listed_once(keys: Sequence[str], *, field: str, what: Callable[[str], str]) -> None:
+    """Refuse a list that names one item twice: "<what> is listed twice (field[i] and field[j])"."""
+    seen: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        if key in seen:
+            raise ValueError(
+                f"{what(key)} is listed twice ({field}[{seen[key]}] and {field}[{index}])"
+            )
+        seen[key] = index
 
 
 def current_environment() -> Environment:
