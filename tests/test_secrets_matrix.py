@@ -426,6 +426,8 @@ NOTIFY_COMMANDS = [
     ("--log-level", "debug", "notify", "test"),
     ("--log-level", "debug", "--log-format", "json", "notify", "deliver", "--budget", "0"),
     ("status",),
+    ("status", "--json"),
+    ("status", "--csv"),
 ]
 
 
@@ -458,6 +460,7 @@ def test_webhook_url_and_secret_never_leave_the_process(
     assert "will retry" in outputs[2]  # the failures were logged, and the logs are clean
     assert "notification dead" in outputs[2]
     assert '"dead": 1' in outputs[4]
+    assert '"notify_dead": 1' in outputs[8]  # status --json counts what is dead, by account
     _assert_clean("\n".join(outputs), URL_CANARY, HOOK_CANARY, CANARY)
 
 
