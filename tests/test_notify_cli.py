@@ -126,5 +126,10 @@ def test_no_target_is_a_configuration_error(db_url: str) -> None:
     bad = invoke(db_url, [{"name": "x", "url": "ftp://example.com/hook"}], "notify", "test")
     assert bad.exit_code == 2
     assert "notify[0]: url: must be an http:// or https:// URL" in bad.stderr
+    for given in ("notify", "test"), ("notify", "pending"):
+        port = invoke(db_url, [{"name": "x", "url": "https://h.example:99999/s3cr3tpath"}], *given)
+        assert port.exit_code == 2
+        assert "notify[0]: url: has a port that is not a number from 0 to 65535" in port.stderr
+        assert "s3cr3tpath" not in port.output
     twice = [{"name": "x", "url": "https://a.example"}, {"name": "x", "url": "https://b.example"}]
     assert "listed twice" in invoke(db_url, twice, "notify", "pending").stderr

@@ -96,6 +96,11 @@ class NotifyTarget(BaseModel):
         parts = urlsplit(value.get_secret_value())
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host")  # never the URL
+        try:
+            parts.port  # noqa: B018 -- reading it checks it
+        except ValueError:
+            # else every delivery fails as a connection error, retried until max_age
+            raise ValueError("has a port that is not a number from 0 to 65535") from None
         return value
 
     @field_validator("events")
