@@ -67,6 +67,29 @@ def test_an_update_carries_old_and_new_and_a_status_change_its_error() -> None:
     assert updated["id"] != status["id"]
 
 
+def test_a_link_is_named_by_its_portal_and_server() -> None:
+    changes = ChangeSet.empty()
+    changes.kinds["portal_server"].inserts[("p1", "s1")] = Row(
+        values={"default_disabled": False}, digest="d"
+    )
+    changes.kinds["portal_server"].deletes.append(("p1", "s2"))
+    snapshot: Any = {
+        "portal": {("p1",): Row(values={"name": "engineering", "modified_by": "ann"}, digest="p")},
+        "server": {("s1",): Row(values={"name": "github"}, digest="s")},
+    }
+    events = entity_events(changes, {}, snapshot, {}, ("acc", "prod"), run_id=7, at=AT)
+    created, deleted = (e.payload for e in events)
+    assert created["entity"] == {
+        "kind": "link",
+        "id": "p1/s1",
+        "name": "engineering/github",
+        "portal_id": "p1",
+        "server_id": "s1",
+    }
+    assert created["carried_by"]["modified_by"] == "ann"
+    assert deleted["entity"]["name"] == "engineering/s2"  # the server is gone: its id
+
+
 # --- real syncs ----------------------------------------------------------------------------------
 
 

@@ -151,14 +151,20 @@ def exposure_events(
     return events
 
 
-def _entity(kind: Kind, key: Key, values: Mapping[str, Any]) -> dict[str, Any]:
+def _entity(
+    kind: Kind, key: Key, values: Mapping[str, Any], lookup: Mapping[Kind, Mapping[Key, Any]]
+) -> dict[str, Any]:
     entity: dict[str, Any] = {"kind": KIND_NAMES[kind], "id": "/".join(key)}
     if kind in ("portal", "server"):
         entity["name"] = values.get("name")
     elif kind in ("tool", "prompt"):
         entity.update(name=key[1], server_id=key[0])
     elif kind == "portal_server":
-        entity.update(portal_id=key[0], server_id=key[1])
+        # named as it is keyed: "<portal's name>/<server's name>" (an id where a name is missing)
+        portal = lookup.get("portal", {}).get((key[0],)) or {}
+        server = lookup.get("server", {}).get((key[1],)) or {}
+        name = f"{portal.get('name') or key[0]}/{server.get('name') or key[1]}"
+        entity.update(name=name, portal_id=key[0], server_id=key[1])
     else:
         entity.update(name=key[3], item_kind=key[2], portal_id=key[0] or None, server_id=key[1])
     return entity
@@ -243,14 +249,17 @@ def entity_events(
                     account,
                     run_id=run_id,
                     at=at,
-                    entity=_entity(kind, key, row.values),
+                    entity=_entity(kind, key, row.values, lookup),
                     **_who(kind, key, row.values, lookup),
                 )
             )
         for key, row in change.updates.items():
             before = old.get(kind, {}).get(key, {})
             fields = _field_changes(before, row.values)
-            body = {"entity": _entity(kind, key, row.values), **_who(kind, key, row.values, lookup)}
+            body = {
+                "entity": _entity(kind, key, row.values, lookup),
+                **_who(kind, key, row.values, lookup),
+            }
             events.append(
                 new_event(f"{name}.updated", account, run_id=run_id, at=at, changes=fields, **body)
             )
@@ -279,7 +288,7 @@ def entity_events(
                     account,
                     run_id=run_id,
                     at=at,
-                    entity=_entity(kind, key, before),
+                    entity=_entity(kind, key, before, lookup),
                     **_who(kind, key, before, lookup),
                 )
             )
