@@ -140,6 +140,23 @@ def test_a_redirect_is_not_followed(db_url: str, engine: Engine, receiver: Recei
     assert states(engine)[ids[0]] == ("dead", 1, "HTTP 302: a redirect, not followed")
 
 
+def test_the_answers_body_is_never_read(db_url: str, engine: Engine, receiver: Receiver) -> None:
+    """Only the status counts: a body that cannot be decoded (or a huge one) changes nothing."""
+    ids = queue(engine, "sec", 2)
+    garbled = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    receiver.answers.extend(
+        [Status(503, garbled, b"\x00not gzip"), Status(200, garbled, b"\x00not gzip" * 1000)]
+    )
+    clock = Clock()
+    t = target(receiver.url)
+    with Deliverer(engine, lambda: [t], clock=clock) as d:
+        assert d.deliver_target(t).wait == 2.0
+        clock.advance(2)
+        assert d.deliver_target(t).sent == 2
+    assert {s[0] for s in states(engine).values()} == {"delivered"}
+    assert states(engine)[ids[0]][2] == "HTTP 503"
+
+
 def test_an_event_failing_past_max_age_is_dead_and_visible(
     db_url: str, engine: Engine, receiver: Receiver
 ) -> None:

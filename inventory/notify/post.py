@@ -89,17 +89,19 @@ def post_events(
     """One request to the target; the answer classified (no retries here)."""
     secret = target.secret.get_secret_value() if target.secret is not None else None
     body, headers = request_for(payloads, batch_id=batch_id, fmt=target.format, secret=secret)
+    url = target.url.get_secret_value()
     try:
-        response = client.post(
-            target.url.get_secret_value(), content=body, headers=headers, timeout=target.timeout
-        )
+        # Only the status and Retry-After count: the answer's body is never read (one that
+        # cannot be decoded, or a huge one, must not turn an accepted event into a failure).
+        with client.stream(
+            "POST", url, content=body, headers=headers, timeout=target.timeout
+        ) as response:
+            status, retry_after = response.status_code, response.headers.get("Retry-After")
     except httpx.TimeoutException:
         return Answer("retry", f"no answer within {target.timeout:g} s (timeout)")
     except httpx.TransportError as exc:
         return Answer("retry", f"connection failed ({type(exc).__name__})")
-    return classify(
-        response.status_code, retry_after_seconds(response.headers.get("Retry-After"), now)
-    )
+    return classify(status, retry_after_seconds(retry_after, now))
 
 
 def send_test_events(targets: Sequence[NotifyTarget]) -> list[tuple[str, Answer]]:

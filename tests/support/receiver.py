@@ -2,7 +2,7 @@
 
 ``answers`` is a queue of what to do with the next requests (then 200 for ever):
 
-    Status(code, headers)   answer this status
+    Status(code, headers, body)   answer this status
     Hold()                  keep the request unanswered until ``release()`` (a slow receiver;
                             the client's timeout, or a kill, ends it first)
     Reset()                 close the connection with a TCP reset, no answer
@@ -30,6 +30,7 @@ __all__ = ["Hold", "Received", "Receiver", "Reset", "Status", "receiving"]
 class Status:
     code: int
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,9 @@ class Receiver:
                     self.send_response(answer.code)
                     for name, value in answer.headers.items():
                         self.send_header(name, value)
-                    self.send_header("Content-Length", "0")
+                    self.send_header("Content-Length", str(len(answer.body)))
                     self.end_headers()
+                    self.wfile.write(answer.body)
                 except OSError:  # the client gave up (its timeout) or was killed
                     pass
 
