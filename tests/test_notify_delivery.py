@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 from structlog.testing import capture_logs
@@ -215,6 +216,27 @@ def test_a_failing_target_never_holds_up_another(db_url: str, engine: Engine) ->
             slow.release()
             runner.join(30)
     assert {s[0] for s in states(engine, "slow").values()} == {"delivered"}
+
+
+def test_a_crash_delivering_one_target_spares_the_others_and_the_caller(
+    db_url: str, engine: Engine
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/bad":
+            raise RuntimeError("a bug")
+        return httpx.Response(204)
+
+    queue(engine, "bad", 1)
+    good = queue(engine, "good", 2, first=5)
+    targets = [target("http://h.test/bad", "bad"), target("http://h.test/good", "good")]
+    transport = httpx.MockTransport(answer)
+    with capture_logs() as logs, Deliverer(engine, lambda: targets, transport=transport) as d:
+        passes = d.deliver_all(budget=0)
+    assert passes["good"].sent == 2
+    assert passes["bad"].wait is not None  # left pending: "some left" for notify deliver
+    assert {i: s[0] for i, s in states(engine, "good").items()} == dict.fromkeys(good, "delivered")
+    assert [s[0] for s in states(engine, "bad").values()] == ["pending"]
+    assert any(e["event"] == "notify delivery crashed" for e in logs)
 
 
 def test_the_daemon_drops_a_removed_targets_events_at_start_and_on_reload(

@@ -350,6 +350,9 @@ class Deliverer:
                         error=_db_error(exc),
                     )
                     return Pass()
+                except Exception:  # a bug: the other targets and the sync's result go on
+                    log.exception("notify delivery crashed", target=target.name)
+                    return Pass(wait=0.0)
                 left = (deadline - self.clock()).total_seconds()
                 if done.busy or done.wait is None or done.wait > left:
                     return done
