@@ -37,6 +37,7 @@ def test_backoff_and_classification_are_plain_functions() -> None:
     assert backoff(30) == 600.0
     assert backoff(1, 7.0) == 7.0
     assert backoff(1, 10**9) == 3600.0
+    assert backoff(1, 0.0) == backoff(3, 0.2) == 1.0  # "Retry-After: 0" is no hot loop
     assert retry_after_seconds("12", T0) == 12.0
     assert retry_after_seconds("Sun, 01 Mar 2026 12:00:30 GMT", T0) == 30.0
     assert retry_after_seconds("soon", T0) is None
@@ -105,6 +106,18 @@ def test_5xx_429_timeout_and_reset_are_retried_with_the_same_ids(
         "inventory_notify_events_retried_total", {"target": "sec"}
     )
     assert retried == 10
+
+
+def test_retry_after_zero_waits_a_second_not_a_hot_loop(
+    db_url: str, engine: Engine, receiver: Receiver
+) -> None:
+    queue(engine, "sec", 1)
+    receiver.answers.extend([Status(429, {"Retry-After": "0"})] * 3)
+    clock = Clock()
+    t = target(receiver.url)
+    with Deliverer(engine, lambda: [t], clock=clock) as d:
+        assert d.deliver_target(t).wait == 1.0
+        assert len(receiver.requests) == 1
 
 
 def test_a_400_kills_that_event_only_and_the_queue_goes_on(

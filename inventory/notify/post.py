@@ -2,7 +2,7 @@
 
     2xx                          ok
     5xx, 429, timeout, connect   retry, after ``backoff``: the receiver's Retry-After (seconds or
-                                 an HTTP date, at most an hour), else 2, 4, 8… s up to 10 min
+                                 an HTTP date, 1 s to an hour), else 2, 4, 8… s up to 10 min
     3xx (never followed), 4xx    refused
 
 ``Answer.error`` is written from the status or the exception's class only: never the URL (it may
@@ -35,6 +35,7 @@ __all__ = [
 BACKOFF_BASE = 2.0  # seconds before the first retry; doubles each attempt
 BACKOFF_CAP = 600.0
 RETRY_AFTER_CAP = 3600.0
+RETRY_AFTER_FLOOR = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +48,8 @@ class Answer:
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
     """Seconds before attempt ``attempts + 1``: the receiver's Retry-After, else 2, 4, 8… s."""
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), RETRY_AFTER_CAP)
+    if retry_after is not None:  # at least a second: "Retry-After: 0" must not mean a hot loop
+        return min(max(retry_after, RETRY_AFTER_FLOOR), RETRY_AFTER_CAP)
     return float(min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** max(attempts - 1, 0)))
 
 
