@@ -51,6 +51,7 @@ def test_the_daemon_delivers_each_syncs_events(
             status, metrics = daemon.get("/metrics")
             assert status == 200
             assert 'inventory_notify_events_retried_total{target="ops"} ' in metrics
+            assert 'inventory_notify_events{state="dead",target="ops"} 0.0' in metrics
             assert daemon.stop() == 0, daemon.output()
     assert 'inventory_notify_events_delivered_total{target="ops"} 0.0' not in metrics
     assert [r.answer for r in receiver.requests[:1]] == [Status(503)]

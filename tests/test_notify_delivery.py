@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from structlog.testing import capture_logs
 
 from inventory.daemon.metrics import Metrics
@@ -186,6 +186,16 @@ def test_an_event_failing_past_max_age_is_dead_and_visible(
         assert d.deliver_target(t).wait is None
     state, attempts, error = states(engine)[ids[0]]
     assert (state, attempts) == ("dead", 3)
+    # the gauge reads the database: dead events stay visible across restarts and replicas
+    metrics = Metrics()
+    metrics.notify.refresh(engine)
+    sample = metrics.registry.get_sample_value
+    assert sample("inventory_notify_events", {"target": "sec", "state": "dead"}) == 1
+    assert sample("inventory_notify_events", {"target": "sec", "state": "pending"}) == 0
+    with engine.begin() as conn:  # deleted by hand, as docs/notifications.md says
+        conn.execute(text("DELETE FROM notify_outbox WHERE state = 'dead'"))
+    metrics.notify.refresh(engine)
+    assert sample("inventory_notify_events", {"target": "sec", "state": "dead"}) == 0
     assert [r.key for r in receiver.requests] == [ids[0]] * 3  # the event's id, every attempt
     assert error is not None
     assert "max_age" in error

@@ -29,11 +29,13 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from inventory.daemon.health import HealthServer, Probes, Readiness, check_readiness
 from inventory.daemon.jobs import DaemonJobs
@@ -168,6 +170,9 @@ class Daemon(DaemonJobs):
 
         def metrics() -> tuple[bytes, str]:
             readiness()  # refreshes the gauges the database knows best
+            if self.settings.notify or self.metrics.notify.outbox_seen:
+                with suppress(SQLAlchemyError):  # inventory_database_up says so already
+                    self.metrics.notify.refresh(engine)
             return self.metrics.render(), CONTENT_TYPE_LATEST
 
         self.metrics.prepare(

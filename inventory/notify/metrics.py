@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import Engine
+
+from inventory.db.outbox import outbox_summary
 
 __all__ = ["NotifyMetrics"]
 
@@ -50,10 +53,30 @@ class NotifyMetrics:
             registry=r,
         )
 
+        self.outbox = Gauge(
+            "inventory_notify_events",
+            "Events in the outbox now, by state: pending (not yet delivered) or dead (given up;"
+            " they stay until deleted). Read from the database at each scrape, all replicas'",
+            ["target", "state"],
+            registry=r,
+        )
+        self.outbox_seen: set[str] = set()
+
     def prepare(self, targets: list[str]) -> None:
         for name in targets:
             for series in (self.queued, self.delivered, self.retried, self.dead):
                 series.labels(name)
+            for state in ("pending", "dead"):
+                self.outbox.labels(name, state)
+
+    def refresh(self, engine: Engine) -> None:
+        """Set the outbox gauges from the database (a scrape): what is pending and dead now."""
+        with engine.connect() as conn:
+            summary = {s["target"]: s for s in outbox_summary(conn)}
+        for name in self.outbox_seen | set(summary):  # a target whose events went: zero
+            for state in ("pending", "dead"):
+                self.outbox.labels(name, state).set(summary.get(name, {}).get(state, 0))
+        self.outbox_seen |= set(summary)
 
     def on_queued(self, target: str, count: int) -> None:
         self.queued.labels(target).inc(count)
