@@ -88,6 +88,18 @@ def test_pending_shows_what_is_left_and_what_is_dead(
     assert "notify sec: 1 pending, 1 dead" in status.stdout
 
 
+def test_pending_for_one_target_lists_its_events_whatever_the_others(
+    db_url: str, engine: Engine
+) -> None:
+    queue(engine, "aaa", 5)  # listed first, by target name
+    mine = queue(engine, "sec", 2, first=10)
+    targets = [{"name": "sec", "url": "https://hooks.example/x"}]
+    args = ("notify", "pending", "--json", "--target", "sec", "--limit", "2")
+    result = invoke(db_url, targets, *args)
+    assert result.exit_code == 0, result.output
+    assert [e["event_id"] for e in json.loads(result.stdout)["events"]] == mine
+
+
 def test_status_json_and_csv_carry_the_notification_counts(
     db_url: str, engine: Engine, receiver: Receiver
 ) -> None:

@@ -294,7 +294,11 @@ def outbox_by_account(conn: Connection) -> dict[str | None, dict[str, dict[str, 
 
 
 def list_events(
-    conn: Connection, *, states: Sequence[str], target: str | None = None, limit: int = 100
+    conn: Connection,
+    *,
+    states: Sequence[str],
+    targets: Sequence[str] | None = None,
+    limit: int = 100,
 ) -> list[dict[str, Any]]:
     query = select(
         _outbox.c.target,
@@ -307,8 +311,8 @@ def list_events(
         _outbox.c.next_attempt_at,
         _outbox.c.last_error,
     ).where(_outbox.c.state.in_(list(states)))
-    if target is not None:
-        query = query.where(_outbox.c.target == target)
+    if targets:  # filtered here, not after the limit: the limit counts these targets' events
+        query = query.where(_outbox.c.target.in_(list(targets)))
     query = query.order_by(_outbox.c.target, _outbox.c.id).limit(limit)
     return [dict(r._mapping) for r in conn.execute(query)]
 

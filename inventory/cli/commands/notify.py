@@ -77,12 +77,11 @@ def pending_command(
         try:
             with engine.connect() as conn:
                 summary = outbox_summary(conn)
-                events = list_events(conn, states=("pending", "dead"), limit=limit)
+                events = list_events(conn, states=("pending", "dead"), targets=target, limit=limit)
         finally:
             engine.dispose()
     if target:
         summary = [s for s in summary if s["target"] in target]
-        events = [e for e in events if e["target"] in target]
     if as_json:
         document = {"targets": summary, "events": events}
         sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
