@@ -8,18 +8,23 @@ import hmac
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from inventory.cli import app
-from tests.support.notify import SECRET, queue
+from inventory.daemon.service import run_sync
+from inventory.simulator import SimulatedCloudflare
+from tests.support.faultkit import small_sim
+from tests.support.notify import SECRET, queue, states
 from tests.support.receiver import Receiver, Status, receiving
+from tests.support.settings import settings_for
 
 
 @pytest.fixture
@@ -86,6 +91,26 @@ def test_pending_shows_what_is_left_and_what_is_dead(
     assert "sec: 1 pending, 1 dead" in text.stdout
     status = invoke(db_url, targets, "status")
     assert "notify sec: 1 pending, 1 dead" in status.stdout
+
+
+def test_a_one_shot_sync_leaves_the_daemons_targets_alone(
+    db_url: str,
+    engine: Engine,
+    receiver: Receiver,
+    served: Callable[[SimulatedCloudflare], str],
+    tmp_path: Path,
+) -> None:
+    """``inventory sync`` with another target list than the daemon's deletes none of its rows."""
+    sim = small_sim(accounts=1)
+    theirs = queue(engine, "daemons-target", 2)
+    mine = [{"name": "mine", "url": receiver.url, "batch_window": 0}]
+    settings = settings_for(sim, served(sim), db_url, cwd=tmp_path, notify=json.dumps(mine))
+    with capture_logs() as logs:
+        [result] = run_sync(settings, settings.accounts)
+    assert result.status == "succeeded"
+    assert [e["type"] for r in receiver.requests for e in r.document["events"]] == ["sync.first"]
+    assert states(engine, "daemons-target") == dict.fromkeys(theirs, ("pending", 0, None))
+    assert not [e for e in logs if "no longer configured" in e["event"]]
 
 
 def test_pending_for_one_target_lists_its_events_whatever_the_others(
