@@ -1,15 +1,20 @@
-"""Accounts that share a token are served oldest-last-success first (never synced first)."""
+"""Accounts that share a token are served oldest-last-success first (never synced first);
+every firing marks its account due, and a firing during the account's own sync syncs it once
+more when that sync ends."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 from sqlalchemy import Engine
 
 from inventory.daemon.runner import Daemon, DaemonOptions
 from inventory.daemon.service import open_client
+from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare
 from inventory.sync.syncer import Syncer
 from tests.support.settings import settings_for
@@ -27,8 +32,8 @@ def test_due_accounts_are_taken_oldest_last_success_first(
             syncer = Syncer(engine=engine, client=client, clock=fixed(at))
             assert syncer.sync_account(account).status == "succeeded"
     daemon = Daemon(settings, DaemonOptions())
-    for account in settings.accounts:  # the cycle's jobs fired in the configured order
-        daemon._due[account.id] = account
+    for account in settings.accounts:  # the cycle's schedules fired in the configured order
+        daemon._due.add(account.id)
     taken = [daemon._next_due(engine) for _ in range(4)]
     assert [a.id if a is not None else None for a in taken] == [
         never.id,
@@ -50,8 +55,58 @@ def test_an_account_being_synced_is_not_taken_twice(
     busy, *others = settings.accounts
     daemon._running.add(busy.id)
     for account in settings.accounts:
-        daemon._due[account.id] = account
+        daemon._due.add(account.id)
     chosen = [daemon._next_due(engine) for _ in others]
     taken = {a.id for a in chosen if a is not None}
     assert taken == {a.id for a in others}
     assert daemon._next_due(engine) is None  # the busy one waits until its sync ends
+
+
+def test_a_firing_while_the_accounts_sync_runs_syncs_it_once_more_when_that_ends(
+    sim: SimulatedCloudflare, api_url: str, db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    settings = settings_for(sim, api_url, db_url, cwd=tmp_path)
+    daemon = Daemon(settings, DaemonOptions())
+    first, *_ = settings.accounts
+    synced: list[str] = []
+
+    def sync_account(account: AccountConfig, *, cycle_start: datetime) -> SimpleNamespace:
+        synced.append(account.id)
+        if len(synced) == 1:  # two cycles fire while the first sync runs: one more sync
+            for _ in range(2):
+                daemon._on_fire(SimpleNamespace(job_id=account.id))
+        return SimpleNamespace(status="succeeded")
+
+    syncer = cast(Syncer, SimpleNamespace(engine=engine, sync_account=sync_account))
+    daemon._sync_job(syncer, first)
+    assert synced == [first.id, first.id]
+    overlaps = daemon.metrics.registry.get_sample_value(
+        "inventory_sync_overlaps_total", {"account": first.id}
+    )
+    assert overlaps == 2
+
+
+def test_a_firing_marks_its_account_due_though_its_job_is_busy_elsewhere(
+    sim: SimulatedCloudflare, api_url: str, db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    settings = settings_for(sim, api_url, db_url, cwd=tmp_path)
+    daemon = Daemon(settings, DaemonOptions())
+    first, second, third = settings.accounts
+    synced: list[str] = []
+
+    def sync_account(account: AccountConfig, *, cycle_start: datetime) -> SimpleNamespace:
+        synced.append(account.id)
+        if account.id == first.id:  # `third` fires while `second`'s job syncs `first`
+            daemon._on_fire(SimpleNamespace(job_id=third.id))
+        return SimpleNamespace(status="succeeded")
+
+    daemon._on_fire(SimpleNamespace(job_id="prune"))  # housekeeping is never due
+    daemon._mark_due(first.id)
+    syncer = cast(Syncer, SimpleNamespace(engine=engine, sync_account=sync_account))
+    daemon._sync_job(syncer, second)  # one job serves every due account, none waits a cycle
+    assert synced == [first.id, second.id, third.id]
+    assert daemon._due == set()
+    overlaps = daemon.metrics.registry.get_sample_value(
+        "inventory_sync_overlaps_total", {"account": third.id}
+    )
+    assert not overlaps  # its job was busy, not its sync: not an overlap

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -50,7 +50,8 @@ class DaemonJobs:
     _running: set[str]
     _closed: bool
     _idle: threading.Condition
-    _due: dict[str, AccountConfig]
+    _due: set[str]
+    _due_lock: threading.Lock
     _choosing: threading.Lock
     _order: dict[str, int]
     deliverer: Deliverer | None
@@ -83,7 +84,7 @@ class DaemonJobs:
             name="close runs left behind",
             next_run_time=now + timedelta(seconds=self.options.housekeeping),
         )
-        scheduler.add_listener(self._on_overlap, EVENT_JOB_MAX_INSTANCES)
+        scheduler.add_listener(self._on_fire, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         scheduler.start()
         self.scheduler = scheduler
         self.metrics.scheduler_running.set(1)
@@ -100,22 +101,23 @@ class DaemonJobs:
         )
 
     def _sync_job(self, syncer: Syncer, account: AccountConfig) -> None:
-        """Sync the due account that succeeded longest ago (not necessarily ``account``).
+        """Sync due accounts, the one that succeeded longest ago first, until none is left.
 
-        Every job that fires adds its account to the due set and takes the most starved one
-        out, so the executor's queue runs the cycle's accounts oldest-last-success first; one
-        that turns out skipped (another replica has it, or it is done this cycle) hands the
-        thread to the next.
+        Every firing of an account's schedule marks it due (:meth:`_on_fire`), even one that
+        finds the account's job still busy; a job serves the due set rather than its own
+        account, and keeps serving it, so a due account waits for a free thread and the token's
+        budget, never for another firing. An account is due at most once (firings coalesce)
+        and never taken while it is being synced here; one that turns out skipped (another
+        replica has it, or it is done this cycle) just hands the thread to the next.
         """
-        with self._choosing:
-            self._due[account.id] = account
+        self._mark_due(account.id)  # in case the job ran before its firing was seen
         while True:
             with self._choosing:
                 chosen = self._next_due(syncer.engine)
             if chosen is None:
                 return
             with self._idle:
-                if self._closed:
+                if self._closed or self.stopping.is_set():
                     return
                 self._running.add(chosen.id)
             try:
@@ -125,18 +127,25 @@ class DaemonJobs:
                 with self._idle:
                     self._running.discard(chosen.id)
                     self._idle.notify_all()
-            if result.status != "skipped":
-                if self.deliverer is not None:
-                    self.deliverer.wake()  # notifications it queued go out now
-                return
+            if result.status != "skipped" and self.deliverer is not None:
+                self.deliverer.wake()  # notifications it queued go out now
+
+    def _mark_due(self, account_id: str) -> None:
+        with self._due_lock:
+            self._due.add(account_id)
 
     def _next_due(self, engine: Engine) -> AccountConfig | None:
-        """Take the due account with the oldest last success (never synced first); None if none."""
+        """Take the due account with the oldest last success (never synced first); None if none.
+
+        Callers hold ``_choosing`` (one chooser at a time); ``_due_lock`` is only ever held for
+        a moment, so a firing never waits for this query.
+        """
         with self._idle:
             running = set(self._running)
-        for gone in set(self._due) - {a.id for a in self.accounts}:
-            del self._due[gone]  # removed from the configuration since its job fired
-        ids = [i for i in self._due if i not in running]
+        configured = {a.id: a for a in self.accounts}  # as configured now (a reload applies)
+        with self._due_lock:
+            self._due.intersection_update(configured)  # drop those removed since they fired
+            ids = [i for i in self._due if i not in running]
         if not ids:
             return None
         successes: dict[str, datetime | None] = {}
@@ -153,7 +162,9 @@ class DaemonJobs:
             return successes.get(i) is not None, successes.get(i) or ANCHOR, self._order.get(i, 0)
 
         oldest = min(ids, key=starved)
-        return self._due.pop(oldest)
+        with self._due_lock:
+            self._due.discard(oldest)
+        return configured[oldest]
 
     def _prune_job(self, syncer: Syncer) -> None:
         """Apply ``history_retention``; on PostgreSQL one replica at a time does it."""
@@ -235,15 +246,28 @@ class DaemonJobs:
         elif not self.settings.history_retention and job is not None:
             self.scheduler.remove_job("prune")
 
-    def _on_overlap(self, event: Any) -> None:
+    def _on_fire(self, event: Any) -> None:
+        """An account's schedule fired: it is due, whether its job started or was still busy.
+
+        A job busy with another due account, or queued behind the executor's threads, is no
+        reason to wait a cycle: the account joins the due set and the next free thread takes it
+        in its turn. Only a firing that finds the account's own sync still running is an
+        overlap: one warning, and the account syncs again once that sync ends.
+        """
         if event.job_id in ("prune", "close-runs"):
+            return
+        self._mark_due(event.job_id)
+        with self._idle:
+            overlap = event.job_id in self._running
+        if not overlap:
             return
         name = next((a.name for a in self.accounts if a.id == event.job_id), None)
         log.warning(
             "sync skipped",
             account_id=event.job_id,
             account=name,
-            reason="the previous sync of this account is still running",
+            reason="the previous sync of this account is still running; "
+            "the next one starts when it ends",
         )
         self.metrics.runs.labels(event.job_id, "skipped").inc()
         self.metrics.overlaps.labels(event.job_id).inc()

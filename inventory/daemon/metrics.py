@@ -124,7 +124,7 @@ class Metrics:
         )
         self.overlaps = Counter(
             "inventory_sync_overlaps",
-            "Scheduled syncs not started because the account's previous sync was still running",
+            "Scheduled syncs not started on time: the account's previous sync was still running",
             ["account"],
             registry=r,
         )

@@ -8,8 +8,10 @@ schedule   one APScheduler job per account (no overlap, missed runs coalesced), 
 replicas   a lock per account for the whole sync (PostgreSQL advisory lock, SQLite lock file);
            holding it, an account whose run already started in this cycle is skipped;
            on PostgreSQL they share one rate-limit budget per credential (inventory.db.budget)
-fairness   a job that fires syncs whichever due account succeeded longest ago (never first),
-           so when a token's budget cannot cover every account in a cycle, none starves
+fairness   every firing marks its account due (coalesced: due once), even when the account's
+           job is still busy; jobs serve the due accounts, the one that succeeded longest ago
+           (never first) first, until none is left, so when a token's budget cannot cover every
+           account in a cycle, none starves
 runs       every minute: record the outcome of runs whose recording failed, and close as
            abandoned the runs of this host whose process is gone
 shutdown   first signal: schedule nothing more, give running syncs ``grace`` seconds, then
@@ -54,7 +56,7 @@ from inventory.notify.record import Notifier
 from inventory.sync.syncer import Syncer, utc_now
 
 if TYPE_CHECKING:
-    from inventory.settings import AccountConfig, Settings
+    from inventory.settings import Settings
 
 __all__ = ["Daemon", "DaemonOptions"]
 
@@ -92,9 +94,10 @@ class Daemon(DaemonJobs):
         self._closed = False  # set under _idle: no job may start any more
         self._idle = threading.Condition()
         self._signals = 0
-        # accounts whose job fired and that no job took yet
-        self._due: dict[str, AccountConfig] = {}
-        self._choosing = threading.Lock()  # guards _due; never held with _idle
+        # accounts whose schedule fired and that no job took yet (firings coalesce)
+        self._due: set[str] = set()
+        self._due_lock = threading.Lock()  # guards _due, held for a moment only
+        self._choosing = threading.Lock()  # one job chooses at a time; never held with _idle
         self._order = {a.id: i for i, a in enumerate(self.accounts)}
         self.deliverer: Deliverer | None = None  # notifications, while serving
 
