@@ -42,7 +42,7 @@ def test_backoff_and_classification_are_plain_functions() -> None:
     assert retry_after_seconds("Sun, 01 Mar 2026 12:00:30 GMT", T0) == 30.0
     assert retry_after_seconds("soon", T0) is None
     assert classify(204).outcome == "ok"
-    assert classify(500).outcome == classify(429).outcome == "retry"
+    assert classify(500).outcome == classify(429).outcome == classify(408).outcome == "retry"
     assert classify(400).outcome == classify(301).outcome == classify(404).outcome == "refused"
 
 

@@ -1,9 +1,11 @@
 """One request to a webhook target and what its answer means (no retries here).
 
     2xx                          ok
-    5xx, 429, timeout, connect   retry, after ``backoff``: the receiver's Retry-After (seconds or
-                                 an HTTP date, 1 s to an hour), else 2, 4, 8… s up to 10 min
+    5xx, 408, 429, timeout,      retry, after ``backoff``: the receiver's Retry-After (seconds or
+    connect                      an HTTP date, 1 s to an hour), else 2, 4, 8… s up to 10 min
     3xx (never followed), 4xx    refused
+
+408 (Request Timeout) is the receiver timing out on the request: a timeout, so retried.
 
 ``Answer.error`` is written from the status or the exception's class only: never the URL (it may
 be a credential, as Slack's are) nor the secret.
@@ -72,7 +74,7 @@ def retry_after_seconds(value: str | None, now: datetime) -> float | None:
 def classify(status: int, retry_after: float | None = None) -> Answer:
     if 200 <= status < 300:
         return Answer("ok", status=status)
-    if status == 429 or status >= 500:
+    if status in (408, 429) or status >= 500:
         return Answer("retry", f"HTTP {status}", retry_after, status)
     if 300 <= status < 400:
         return Answer("refused", f"HTTP {status}: a redirect, not followed", status=status)
