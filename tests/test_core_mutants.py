@@ -1,7 +1,8 @@
 """The pure core's decisions, one by one: the tests `dev.py mutate` found missing.
 
-Each test here kills mutants of inventory/diff.py or inventory/transform.py that the broader
-tests let live (docs/testing.md lists the ones no test can kill, and why).
+Each test here kills mutants of the pure core (inventory/sync/diff.py, inventory/sync/transform.py
+and the modules it calls) that the broader tests let live (docs/testing.md lists the ones no test
+can kill, and why).
 """
 
 from __future__ import annotations
@@ -13,18 +14,11 @@ from typing import Any
 
 import pytest
 
+from inventory.sync.coverage import Coverage
 from inventory.sync.diff import ChangeSet, KindChanges, diff_snapshot, portal_only_absences
-from inventory.sync.transform import (
-    KINDS,
-    Coverage,
-    Key,
-    Kind,
-    _plainly_storable,
-    _storable_problem,
-    content_hash,
-    server_digest,
-    transform_account,
-)
+from inventory.sync.digest import content_hash, server_digest
+from inventory.sync.transform import KINDS, Key, Kind, transform_account
+from inventory.sync.validation import plainly_storable, storable_problem
 
 
 def server(sid: str, **extra: Any) -> dict[str, Any]:
@@ -508,18 +502,18 @@ def test_the_content_hash_keeps_non_ascii_and_lone_surrogates_apart() -> None:
 
 def test_what_the_database_can_hold_is_kept_as_sent() -> None:
     record = {"a": "é", "n": None}
-    assert _storable_problem(record) == (None, '{"a": "é", "n": null}')
-    assert _storable_problem({"t": datetime(2026, 1, 1, tzinfo=UTC)})[0] is None
-    assert _storable_problem({"d": "a\\u0000b"})[0] is None  # an escaped backslash, not a NUL
+    assert storable_problem(record) == (None, '{"a": "é", "n": null}')
+    assert storable_problem({"t": datetime(2026, 1, 1, tzinfo=UTC)})[0] is None
+    assert storable_problem({"d": "a\\u0000b"})[0] is None  # an escaped backslash, not a NUL
 
 
 def test_a_record_over_the_size_limit_keeps_an_excerpt() -> None:
     limit = 2_000_000
     at_limit = {"n": "x" * (limit - len('{"n": ""}'))}
-    assert _storable_problem(at_limit)[0] is None
+    assert storable_problem(at_limit)[0] is None
     over = {"n": "é" * (limit - len('{"n": ""}') + 1)}
     text = json.dumps(over, ensure_ascii=False)
-    reason, raw = _storable_problem(over)
+    reason, raw = storable_problem(over)
     assert reason == f"record is {len(text):,} characters, over the 2,000,000 limit"
     assert raw == json.dumps(
         {"truncated": True, "characters": len(text), "start": text[:10_000]}, ensure_ascii=True
@@ -528,37 +522,37 @@ def test_a_record_over_the_size_limit_keeps_an_excerpt() -> None:
 
 def test_a_nul_or_a_lone_surrogate_is_refused_and_kept_as_ascii_json() -> None:
     nul = {"d": "a\x00b", "e": "é"}
-    assert _storable_problem(nul) == (
+    assert storable_problem(nul) == (
         "contains a NUL character, which PostgreSQL cannot store",
         json.dumps(nul, ensure_ascii=True),
     )
     lone = {"d": "a\ud800b", "e": "é"}
-    assert _storable_problem(lone) == (
+    assert storable_problem(lone) == (
         "contains a lone surrogate, which is not valid Unicode",
         json.dumps(lone, ensure_ascii=True),
     )
     both = {"d": "a\x00\ud800"}
-    assert _storable_problem(both)[0] == "contains a NUL character, which PostgreSQL cannot store"
+    assert storable_problem(both)[0] == "contains a NUL character, which PostgreSQL cannot store"
 
 
 def test_a_record_nested_too_deeply_is_refused_without_its_text() -> None:
     deep: Any = "bottom"
     for _ in range(5_000):
         deep = [deep]
-    assert _storable_problem({"d": deep}) == (
+    assert storable_problem({"d": deep}) == (
         "nested too deeply to store (about 1,000 levels or more)",
         '"(not kept)"',
     )
 
 
 def test_the_fast_check_passes_plain_records_and_defers_the_rest() -> None:
-    assert _plainly_storable({"a": "é", "b": [1, 2.5, None, True]})
-    assert not _plainly_storable({"d": "a\x00b"})
-    assert not _plainly_storable({"d": "a\ud800b"})
-    assert not _plainly_storable({"n": 2**70})
+    assert plainly_storable({"a": "é", "b": [1, 2.5, None, True]})
+    assert not plainly_storable({"d": "a\x00b"})
+    assert not plainly_storable({"d": "a\ud800b"})
+    assert not plainly_storable({"n": 2**70})
     half = 1_000_000 - len('{"n":""}')
-    assert _plainly_storable({"n": "x" * half})
-    assert not _plainly_storable({"n": "x" * (half + 1)})
+    assert plainly_storable({"n": "x" * half})
+    assert not plainly_storable({"n": "x" * (half + 1)})
 
 
 def test_a_rejection_names_each_problem_by_its_place() -> None:
@@ -664,7 +658,7 @@ def test_a_reason_past_five_problems_counts_even_one_more() -> None:
 def test_refused_records_holding_non_json_values_are_still_written_out() -> None:
     when = datetime(2026, 1, 1, tzinfo=UTC)
     for bad in ("a\x00b", "a\ud800b"):
-        reason, raw = _storable_problem({"d": bad, "t": when})
+        reason, raw = storable_problem({"d": bad, "t": when})
         assert reason is not None
         assert json.loads(raw)["t"] == str(when)
 

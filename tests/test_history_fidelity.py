@@ -25,9 +25,10 @@ from inventory.reports.queries import changes, show_server
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync.diff import diff_snapshot
+from inventory.sync.digest import content_hash
 from inventory.sync.outcome import AccountResult
 from inventory.sync.syncer import Syncer
-from inventory.sync.transform import content_hash, transform_account
+from inventory.sync.transform import transform_account
 from tests.support.cli import run
 
 DAY = timedelta(days=1)

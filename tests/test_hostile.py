@@ -32,7 +32,8 @@ from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from inventory.sync.outcome import AccountResult
 from inventory.sync.syncer import Syncer
-from inventory.sync.transform import _plainly_storable, _storable_problem, transform_account
+from inventory.sync.transform import transform_account
+from inventory.sync.validation import plainly_storable, storable_problem
 from tests.support.api import Only, SimulatorTransport, reply
 from tests.support.faultkit import Clock, run_row, small_sim, snapshot, sync_all, syncer_for
 from tests.support.settings import settings_for
@@ -586,8 +587,8 @@ def _nested(depth: int) -> Any:
 @given(ODD_JSON)
 @settings(max_examples=300, deadline=None)
 def test_the_fast_storability_check_never_passes_what_the_exact_one_refuses(value: Any) -> None:
-    if _plainly_storable(value):
-        assert _storable_problem(value)[0] is None
+    if plainly_storable(value):
+        assert storable_problem(value)[0] is None
 
 
 @pytest.mark.parametrize(
@@ -604,6 +605,6 @@ def test_the_fast_storability_check_never_passes_what_the_exact_one_refuses(valu
 def test_what_the_fast_check_cannot_vouch_for_gets_the_exact_check(
     value: Any, storable: bool
 ) -> None:
-    assert not _plainly_storable(value)
-    problem, _ = _storable_problem(value)
+    assert not plainly_storable(value)
+    problem, _ = storable_problem(value)
     assert (problem is None) == storable, problem

@@ -9,8 +9,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from inventory.sync.coverage import Coverage
 from inventory.sync.diff import diff_snapshot
-from inventory.sync.transform import Coverage, transform_account
+from inventory.sync.transform import transform_account
 
 
 def server(sid: str, *, tools: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:

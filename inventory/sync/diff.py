@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from inventory.rows import KINDS, ChangeSet, Key, Kind, KindChanges, Snapshot
-from inventory.sync.transform import Coverage
+from inventory.sync.coverage import Coverage
 
 __all__ = ["ChangeSet", "KindChanges", "diff_snapshot", "portal_only_absences"]
 
