@@ -18,8 +18,9 @@ from sqlalchemy import Engine, text
 from structlog.testing import capture_logs
 
 from inventory.daemon.metrics import Metrics
-from inventory.notify.deliver import Deliverer, deliver_pending
+from inventory.notify.deliver import Deliverer
 from inventory.notify.post import backoff, classify, retry_after_seconds
+from inventory.notify.running import deliver_pending
 from inventory.settings import load_settings
 from tests.support.daemon import wait_until
 from tests.support.notify import SECRET, T0, Clock, queue, states, target

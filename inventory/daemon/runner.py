@@ -51,8 +51,9 @@ from inventory.db.engine import make_engine, sqlite_path
 from inventory.db.locks import SingleDaemonLock
 from inventory.errors import InventoryError
 from inventory.logs import configure_logging
-from inventory.notify.deliver import Deliverer, serving
+from inventory.notify.deliver import Deliverer
 from inventory.notify.record import Notifier
+from inventory.notify.running import serving
 from inventory.sync.syncer import Syncer, utc_now
 
 if TYPE_CHECKING:

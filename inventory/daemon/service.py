@@ -23,8 +23,8 @@ from inventory.db.engine import make_engine
 from inventory.db.locks import account_locks
 from inventory.db.migrate import ensure_current
 from inventory.db.runs import mark_unconfigured
-from inventory.notify.deliver import deliver_pending
 from inventory.notify.record import Notifier
+from inventory.notify.running import deliver_pending
 from inventory.sync.outcome import AccountResult
 from inventory.sync.syncer import ProgressCallback, ResultCallback, Syncer
 

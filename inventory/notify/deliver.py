@@ -3,7 +3,8 @@
 A pass over one target takes its lease (inventory.db.outbox), then sends batch after batch from
 the head of its queue: the first pending events in ``id`` order, up to ``batch_size``, once the
 first has waited ``batch_window`` for others to join it. The batch is recorded before it is
-sent, so after a crash the same batch (same ids, same ``Idempotency-Key``) goes first.
+sent, so after a crash the same batch (same ids, same ``Idempotency-Key``) goes first. What
+each answer does to the batch's events (inventory.notify.answers):
 
     2xx                          delivered
     5xx, 429, timeout, connect   tried again after ``backoff`` (429/503: Retry-After honoured),
@@ -13,8 +14,9 @@ sent, so after a crash the same batch (same ids, same ``Idempotency-Key``) goes 
                                  a single event is dead (logged, counted) and the queue goes on
 
 One target's failures never hold up another's: the daemon runs a worker thread per target, and
-``inventory sync`` delivers every target at once. Nothing logged or stored names the URL or the
-secret: errors are written from the status and the exception's class only.
+``inventory sync`` delivers every target at once (inventory.notify.running starts either).
+Nothing logged or stored names the URL or the secret: errors are written from the status and
+the exception's class only.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -39,19 +41,17 @@ from inventory.db.outbox import (
     OutboxRow,
     acquire_lease,
     drop_unconfigured,
-    finish_events,
     next_batch,
     prune_finished,
     release_lease,
-    retry_events,
-    split_batch,
     start_batch,
 )
+from inventory.notify.answers import Recorder
 from inventory.notify.metrics import NotifyMetrics
-from inventory.notify.post import Answer, backoff, post_events
+from inventory.notify.post import Answer, post_events
 from inventory.settings.notify import NotifyTarget
 
-__all__ = ["Deliverer", "Pass", "deliver_pending", "holder_gone", "serving"]
+__all__ = ["Deliverer", "Pass", "db_error", "holder_gone"]
 
 log = structlog.get_logger("inventory.notify")
 Clock = Callable[[], datetime]
@@ -62,7 +62,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _db_error(exc: SQLAlchemyError) -> str:
+def db_error(exc: SQLAlchemyError) -> str:
     """The first line of the driver's message (the logs' ``error``), not SQLAlchemy's wrapping."""
     return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
@@ -157,7 +157,8 @@ class Deliverer:
                 if renewed is None or renewed.token != lease.token:
                     return self._lost(target, sent)
                 answer = self._send(target, rows, batch_id)
-                if not self._record(target, lease, rows, answer):
+                recorder = Recorder(self.engine, target, lease, self.metrics)
+                if not recorder.record(rows, answer, self.clock()):
                     return self._lost(target, sent)
                 if answer.outcome == "ok":
                     sent += len(rows)
@@ -196,115 +197,6 @@ class Deliverer:
         return post_events(
             self._client, target, [r.payload for r in rows], batch_id=batch_id, now=self.clock()
         )
-
-    def _record(
-        self, target: NotifyTarget, lease: Lease, rows: Sequence[OutboxRow], answer: Answer
-    ) -> bool:
-        """Record the answer (fenced by the lease); False when the lease was lost."""
-        now = self.clock()
-        ids = [r.id for r in rows]
-        if answer.outcome == "ok":
-            return self._delivered(target, lease, rows, now)
-        if answer.outcome == "refused" and len(rows) > 1:
-            log.warning(
-                "notify batch refused: sending its events one at a time",
-                target=target.name,
-                events=len(rows),
-                error=answer.error,
-            )
-            return split_batch(self.engine, lease, ids, [str(uuid.uuid4()) for _ in ids])
-        if answer.outcome == "refused":
-            return self._dead(target, lease, rows, now, answer.error or "refused")
-        return self._failed(target, lease, rows, answer, now)
-
-    def _failed(
-        self,
-        target: NotifyTarget,
-        lease: Lease,
-        rows: Sequence[OutboxRow],
-        answer: Answer,
-        now: datetime,
-    ) -> bool:
-        """A failure worth retrying: tried again after a backoff, or dead at ``max_age``.
-
-        Each event is given up at its own age: the younger ones of the batch are tried again,
-        in a batch of their own (their ids are the same; the receiver knows them by those).
-        """
-        error = answer.error or "failed"
-        expired = [r for r in rows if (now - r.created_at).total_seconds() >= target.max_age]
-        if expired:
-            reason = f"{error}; given up after max_age ({target.max_age:g} s)"
-            if not self._dead(target, lease, expired, now, reason):
-                return False
-            rows = [r for r in rows if r not in expired]
-            if not rows:
-                return True
-        wait = backoff(rows[0].attempts + 1, answer.retry_after)
-        at = now + timedelta(seconds=wait)
-        ids = [r.id for r in rows]
-        if not retry_events(self.engine, lease, ids, at=at, error=error, keep_batch=not expired):
-            return False
-        if self.metrics is not None:
-            self.metrics.retried.labels(target.name).inc(len(rows))
-        log.warning(
-            "notification not delivered; will retry",
-            target=target.name,
-            events=len(rows),
-            attempt=rows[0].attempts + 1,
-            retry_in_s=round(wait, 3),
-            error=answer.error,
-        )
-        return True
-
-    def _finish(
-        self,
-        target: NotifyTarget,
-        lease: Lease,
-        rows: Sequence[OutboxRow],
-        now: datetime,
-        *,
-        state: str,
-        error: str | None = None,
-    ) -> bool:
-        """Record the events ``delivered`` or ``dead``, counted; False if the lease was lost."""
-        ids = [r.id for r in rows]
-        if not finish_events(self.engine, lease, ids, state=state, now=now, error=error):
-            return False
-        if self.metrics is not None:
-            counter = self.metrics.delivered if state == "delivered" else self.metrics.dead
-            counter.labels(target.name).inc(len(rows))
-        return True
-
-    def _delivered(
-        self, target: NotifyTarget, lease: Lease, rows: Sequence[OutboxRow], now: datetime
-    ) -> bool:
-        if not self._finish(target, lease, rows, now, state="delivered"):
-            return False
-        if self.metrics is not None:
-            for row in rows:
-                seconds = (now - row.created_at).total_seconds()
-                self.metrics.latency.labels(target.name).observe(max(seconds, 0.0))
-        log.debug("notifications delivered", target=target.name, events=len(rows))
-        return True
-
-    def _dead(
-        self,
-        target: NotifyTarget,
-        lease: Lease,
-        rows: Sequence[OutboxRow],
-        now: datetime,
-        reason: str,
-    ) -> bool:
-        if not self._finish(target, lease, rows, now, state="dead", error=reason):
-            return False
-        log.error(
-            "notification dead: not delivered",
-            target=target.name,
-            event_ids=[r.event_id for r in rows],
-            event_types=sorted({str(r.payload.get("type")) for r in rows}),
-            error=reason,
-        )
-        return True
 
     # --- housekeeping, and the two ways to run ----------------------------------------------
 
@@ -347,7 +239,7 @@ class Deliverer:
                     log.warning(
                         "notify delivery failed: database error",
                         target=target.name,
-                        error=_db_error(exc),
+                        error=db_error(exc),
                     )
                     return Pass()
                 except Exception:  # a bug: the other targets and the sync's result go on
@@ -374,7 +266,7 @@ class Deliverer:
                 except SQLAlchemyError as exc:
                     log.warning(
                         "notify housekeeping failed",
-                        error=_db_error(exc),
+                        error=db_error(exc),
                     )
             for name in current:
                 if name not in workers or not workers[name].is_alive():
@@ -409,7 +301,7 @@ class Deliverer:
                 log.warning(
                     "notify delivery failed: database error",
                     target=name,
-                    error=_db_error(exc),
+                    error=db_error(exc),
                 )
                 pause = poll
             except Exception:  # a bug must not end the daemon's deliveries for good
@@ -417,51 +309,3 @@ class Deliverer:
                 pause = poll
             wake.wait(pause)
             wake.clear()
-
-
-def deliver_pending(
-    engine: Engine, targets: Sequence[NotifyTarget], *, budget: float = 30.0, drop: bool = False
-) -> dict[str, Pass]:
-    """The end of ``inventory sync``: deliver what is queued; what still fails waits.
-
-    Only ``targets`` are touched: pending events of targets not among them (another process's
-    configuration, the daemon's) are left alone unless ``drop`` (``notify deliver
-    --drop-unconfigured``, asked for by hand).
-    """
-    with Deliverer(engine, lambda: targets) as deliverer:
-        try:
-            deliverer.housekeeping(drop=drop)
-        except SQLAlchemyError as exc:
-            log.warning(
-                "notify housekeeping failed",
-                error=_db_error(exc),
-            )
-        passes = deliverer.deliver_all(budget=budget)
-    for name, done in passes.items():
-        if done.wait is not None or done.busy:
-            log.info(
-                "notifications left pending: the daemon or the next sync delivers them",
-                target=name,
-                busy=done.busy,
-            )
-    return passes
-
-
-@contextmanager
-def serving(
-    engine: Engine,
-    targets: Callable[[], Sequence[NotifyTarget]],
-    *,
-    metrics: NotifyMetrics | None = None,
-) -> Iterator[Deliverer]:
-    """The daemon's deliverer: its workers run for the block, then stop (in-flight requests end)."""
-    stop = threading.Event()
-    with Deliverer(engine, targets, metrics=metrics) as deliverer:
-        thread = threading.Thread(target=deliverer.serve, args=(stop,), name="notify", daemon=True)
-        thread.start()
-        try:
-            yield deliverer
-        finally:
-            stop.set()
-            deliverer.wake()
-            thread.join(timeout=15)

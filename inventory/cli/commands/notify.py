@@ -119,7 +119,7 @@ def deliver_command(
 ) -> None:
     """Deliver the configured targets' pending events now; exit 1 if any is left."""
     from inventory.daemon.service import open_engine
-    from inventory.notify.deliver import deliver_pending
+    from inventory.notify.running import deliver_pending
 
     with user_errors():
         settings = options(ctx).settings(require_accounts=False)
