@@ -31,12 +31,12 @@ from typer.testing import CliRunner
 
 from inventory.cli import app
 from inventory.cli.render import results_table
+from inventory.reports.fields import FieldFilter
 from inventory.reports.named import REPORTS
 from inventory.reports.plan import (
     ABSENT,
     PLAN_COLUMNS,
     FieldChange,
-    FieldFilter,
     field_changes,
     json_diff,
 )

@@ -1,14 +1,17 @@
 """Field changes between two versions of an entity: which columns each kind has, JSON columns
-compared path by path, and a value as a plan line shows it. Pure; no I/O."""
+compared path by path, a value as a plan line shows it, and which changes a plan shows
+(``FieldFilter``). Pure; no I/O."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
+
+from inventory.selection import SelectionError
 
 __all__ = [
     "ABSENT",
@@ -18,6 +21,7 @@ __all__ = [
     "RECORD_JSON",
     "WHO_WHEN",
     "FieldChange",
+    "FieldFilter",
     "field_changes",
     "json_diff",
     "show_value",
@@ -200,3 +204,37 @@ def show_value(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldFilter:
+    """``--field`` (only these, JSON paths below them included), ``--exclude-field``, and
+    ``--all-fields`` (observation fields too)."""
+
+    only: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    all_fields: bool = False
+
+    @staticmethod
+    def _under(name: str, pattern: str) -> bool:
+        return name == pattern or name.startswith((f"{pattern}.", f"{pattern}["))
+
+    def keeps(self, change: FieldChange) -> bool:
+        if any(self._under(change.field, p) for p in self.exclude):
+            return False
+        if self.only:
+            return any(self._under(change.field, p) for p in self.only)
+        return self.all_fields or change.column not in OBSERVATION_FIELDS
+
+    def check(self, kinds: Sequence[str]) -> None:
+        """Every named field must be a field of one of ``kinds``; the error lists them."""
+        valid = dict.fromkeys(f for k in kinds for f in FIELDS[k])
+        for option, names in (("--field", self.only), ("--exclude-field", self.exclude)):
+            for name in names:
+                if re.split(r"[.\[]", name, maxsplit=1)[0] not in valid:
+                    kinds_text = ", ".join(kinds)
+                    msg = (
+                        f"{option} {name!r} is not a field of {kinds_text}; valid: "
+                        f"{', '.join(valid)} (JSON ones take a path: raw.some_key)"
+                    )
+                    raise SelectionError(msg)

@@ -29,6 +29,7 @@ __all__ = [
     "rows_csv",
     "rows_json",
     "rows_table",
+    "value_text",
 ]
 
 Format = Literal["table", "json", "csv"]
@@ -220,3 +221,12 @@ def notes(title: str, entries: Sequence[tuple[str, str]]) -> list[RenderableType
         out.append(Padding(Text(head), (0, 0, 0, 2), expand=False))
         out.append(Padding(Text(body), (0, 0, 0, 4), expand=False))
     return out
+
+
+def value_text(value: Any) -> str | None:
+    """A row's value as CSV holds it: text as is, times ISO 8601, anything else as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

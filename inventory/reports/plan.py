@@ -14,8 +14,6 @@ changes; observation fields (``last_synced``, ``last_successful_sync``) are hidd
 
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,11 +25,13 @@ from inventory.reports.fields import (
     FIELDS,
     OBSERVATION_FIELDS,
     FieldChange,
+    FieldFilter,
     field_changes,
     json_diff,
     show_value,
 )
-from inventory.selection import KIND_ORDER, SelectionError
+from inventory.reports.plan_keys import ids_of, label_of, parent_of, summary_of
+from inventory.selection import KIND_ORDER
 
 __all__ = [
     "ABSENT",
@@ -41,7 +41,6 @@ __all__ = [
     "EntityPlan",
     "Event",
     "FieldChange",
-    "FieldFilter",
     "Line",
     "Plan",
     "VersionEvent",
@@ -50,7 +49,6 @@ __all__ = [
     "json_diff",
     "referenced",
     "show_value",
-    "value_text",
 ]
 
 
@@ -139,101 +137,11 @@ class Plan:
         return len(self.rows)
 
 
-@dataclass(frozen=True, slots=True)
-class FieldFilter:
-    """``--field`` (only these, JSON paths below them included), ``--exclude-field``, and
-    ``--all-fields`` (observation fields too)."""
-
-    only: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    all_fields: bool = False
-
-    @staticmethod
-    def _under(name: str, pattern: str) -> bool:
-        return name == pattern or name.startswith((f"{pattern}.", f"{pattern}["))
-
-    def keeps(self, change: FieldChange) -> bool:
-        if any(self._under(change.field, p) for p in self.exclude):
-            return False
-        if self.only:
-            return any(self._under(change.field, p) for p in self.only)
-        return self.all_fields or change.column not in OBSERVATION_FIELDS
-
-    def check(self, kinds: Sequence[str]) -> None:
-        """Every named field must be a field of one of ``kinds``; the error lists them."""
-        valid = dict.fromkeys(f for k in kinds for f in FIELDS[k])
-        for option, names in (("--field", self.only), ("--exclude-field", self.exclude)):
-            for name in names:
-                if re.split(r"[.\[]", name, maxsplit=1)[0] not in valid:
-                    kinds_text = ", ".join(kinds)
-                    msg = (
-                        f"{option} {name!r} is not a field of {kinds_text}; valid: "
-                        f"{', '.join(valid)} (JSON ones take a path: raw.some_key)"
-                    )
-                    raise SelectionError(msg)
-
-
 def _machine(value: Any) -> Any:
     return None if value is ABSENT else value
 
 
 # --- grouping ------------------------------------------------------------------------------
-
-
-def _parent(kind: str, key: tuple[str, ...]) -> tuple[str, str]:
-    """The portal or server a change is shown under."""
-    if kind in ("portal", "server"):
-        return kind, key[0]
-    if kind == "portal_server":
-        return "portal", key[0]
-    if kind in ("tool", "prompt"):
-        return "server", key[0]
-    portal_id, server_id = key[0], key[1]  # override
-    return ("portal", portal_id) if portal_id else ("server", server_id)
-
-
-def _ids(kind: str, key: tuple[str, ...]) -> tuple[str | None, str | None, str | None]:
-    """portal_id, server_id and item name of a key (as the `changes` view gives them)."""
-    if kind == "portal":
-        return key[0], None, None
-    if kind == "server":
-        return None, key[0], None
-    if kind == "portal_server":
-        return key[0], key[1], None
-    if kind in ("tool", "prompt"):
-        return None, key[0], key[1]
-    return key[0] or None, key[1], key[3]
-
-
-def _server_label(server_id: str, names: Mapping[tuple[str, str], str | None]) -> str:
-    name = names.get(("server", server_id))
-    return f"server {server_id}" + (f" ({name})" if name else "")
-
-
-def _label(
-    kind: str, key: tuple[str, ...], names: Mapping[tuple[str, str], str | None], under: str
-) -> str:
-    if kind in ("portal", "server"):
-        return ""
-    if kind == "portal_server":
-        return f"link to {_server_label(key[1], names)}"
-    if kind in ("tool", "prompt"):
-        return f"{kind} {key[1]}"
-    _portal_id, server_id, item_kind, name = key
-    if under == "portal":
-        return f"{item_kind} override {name} on {_server_label(server_id, names)}"
-    return f"server-wide {item_kind} override {name}"
-
-
-def _summary(kind: str, values: Mapping[str, Any] | None) -> str:
-    if kind != "override" or not values:
-        return ""
-    shown = [
-        f"{n}: {show_value(values[n])}"
-        for n in ("enabled", "alias", "portal_alias", "server_alias")
-        if values.get(n) is not None
-    ]
-    return ", ".join(shown)
 
 
 def _own_name(kind: str, event: VersionEvent) -> str | None:
@@ -284,7 +192,7 @@ def build_plan(
         key=lambda e: (e.at, e.run_id or 0, e.account_id, KIND_ORDER.index(e.kind), e.key),
     )
     for ev in ordered:
-        parent_kind, parent_id = _parent(ev.kind, ev.key)
+        parent_kind, parent_id = parent_of(ev.kind, ev.key)
         acct_names = per_account.get(ev.account_id, {})
         kept = _shown_fields(ev, fields, hidden)
         if kept is None:
@@ -316,10 +224,10 @@ def build_plan(
                 kind=ev.kind,
                 key=ev.key,
                 change=ev.change,
-                label=_label(ev.kind, ev.key, acct_names, parent_kind),
+                label=label_of(ev.kind, ev.key, acct_names, parent_kind),
                 fields=kept,
                 name=_own_name(ev.kind, ev),
-                summary=_summary(ev.kind, ev.new) if ev.change in ("created", "restored") else "",
+                summary=summary_of(ev.kind, ev.new) if ev.change in ("created", "restored") else "",
             )
         )
     entities = sorted(
@@ -350,7 +258,7 @@ def _rows(entities: Sequence[EntityPlan]) -> Iterator[dict[str, Any]]:
     for group in entities:
         for event in group.events:
             for line in event.lines:
-                portal_id, server_id, _item = _ids(line.kind, line.key)
+                portal_id, server_id, _item = ids_of(line.kind, line.key)
                 own = not line.label
                 base = {
                     "at": event.at,
@@ -387,16 +295,7 @@ def referenced(events: Iterable[VersionEvent]) -> set[tuple[str, str, str]]:
     """The portals and servers a plan of ``events`` names: (account_id, kind, id)."""
     wanted: set[tuple[str, str, str]] = set()
     for ev in events:
-        wanted.add((ev.account_id, *_parent(ev.kind, ev.key)))
+        wanted.add((ev.account_id, *parent_of(ev.kind, ev.key)))
         if ev.kind in ("portal_server", "override"):
             wanted.add((ev.account_id, "server", ev.key[1]))
     return wanted
-
-
-def value_text(value: Any) -> str | None:
-    """A row's value as CSV holds it: text as is, times ISO 8601, anything else as JSON."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

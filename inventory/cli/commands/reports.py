@@ -50,8 +50,9 @@ def changes_command(
     as_csv: AsCsv = False,
 ) -> None:
     """What changed, as a plan: per portal or server, each sync's field changes beneath it."""
-    from inventory.reports.output import rows_csv, rows_json
-    from inventory.reports.plan import PLAN_COLUMNS, FieldFilter, build_plan, referenced, value_text
+    from inventory.reports.fields import FieldFilter
+    from inventory.reports.output import rows_csv, rows_json, value_text
+    from inventory.reports.plan import PLAN_COLUMNS, build_plan, referenced
     from inventory.reports.plan_text import plan_lines
     from inventory.reports.queries import entity_names, version_events
 
