@@ -1,10 +1,11 @@
 """The HTTP client for Cloudflare's API: credentials per call, transport only.
 
     get_page (get_detail: one entity, its 404 told apart as "gone" or not)
+    ├── request.build_request: printable headers, a path that stays under base_url
     └── stamina.retry_context, decided by ``retry.retry_wait`` (429/5xx/520-530, timeouts,
         dropped connections; Retry-After honoured; bounded by attempts and by the deadlines)
         └── _attempt: limiter.acquire_slot() → send (streamed) → limiter.observe() + settle()
-            → body.read_page
+            → status.read_answer → body.read_page
 
 ``get_page`` returns the body and its digest (``body.Page``); the envelope is decoded, strictly,
 when the caller asks for it. Each call is bounded by ``request_deadline`` (connect, headers, the
@@ -20,11 +21,9 @@ says is scrubbed of the header values sent with the call before it is quoted.
 from __future__ import annotations
 
 import random
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
@@ -32,16 +31,16 @@ import httpx
 import stamina
 import structlog
 
-from inventory.cloudflare.body import Page, error_detail, read_page
-from inventory.cloudflare.budget_headers import read_budget, retry_after
+from inventory.cloudflare.body import Page
 from inventory.cloudflare.call import Call, RequestStats, RetryableError
 from inventory.cloudflare.deadline import Deadline, bounded_io, cut_by_deadline, earliest, within
-from inventory.cloudflare.messages import HINTS, secrets_of, status_text, transport_failure
+from inventory.cloudflare.messages import secrets_of, transport_failure
 from inventory.cloudflare.ratelimit import Limiter, RateLimitBlocked, RateLimiterRegistry
-from inventory.cloudflare.retry import RETRY_STATUSES, WAIT_JITTER, GiveUp, retry_wait
+from inventory.cloudflare.request import build_request, ssl_verify
+from inventory.cloudflare.retry import WAIT_JITTER, GiveUp, retry_wait
+from inventory.cloudflare.status import read_answer
 from inventory.errors import (
     ApiError,
-    AuthError,
     DeadlineError,
     FetchError,
     TransportError,
@@ -118,7 +117,7 @@ class CloudflareClient:
             base_url=base_url,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             follow_redirects=False,  # a redirect must not carry the credential anywhere else
-            verify=_ssl_verify(verify),
+            verify=ssl_verify(verify),
             transport=transport,
             headers={"User-Agent": user_agent, "Accept": "application/json"},
         )
@@ -158,15 +157,7 @@ class CloudflareClient:
         a list of results, or one object if ``single``), or a FetchError. ``deadline`` (the
         account's) bounds the call as well as ``request_deadline``; once it has passed, nothing
         is sent."""
-        for name, value in headers.items():
-            # Checked before the request is built: httpx would raise UnicodeEncodeError with
-            # the value in its args. Settings reject such credentials; this is the backstop.
-            if not (value.isascii() and value.isprintable()):
-                raise AuthError(
-                    f"the {name} header for GET {path} holds a character that is not printable "
-                    "ASCII; not sent"
-                )
-        request = self._build(path, params, headers)
+        request = build_request(self._http, path, base=self._base, params=params, headers=headers)
         query = request.url.query.decode("ascii", "replace")
         own = Deadline(
             self._request_deadline,
@@ -231,19 +222,6 @@ class CloudflareClient:
             return Detail("unknown", reason=str(exc))
         return Detail("found", record=record)
 
-    def _build(
-        self, path: str, params: dict[str, str | int], headers: dict[str, str]
-    ) -> httpx.Request:
-        segments = path.split("/")
-        if not path.startswith("/") or path.startswith("//") or "?" in path or "#" in path:
-            raise ValueError(f"path must be relative to base_url, like /accounts/…, not {path!r}")
-        if "." in segments or ".." in segments or "\\" in path:
-            raise ValueError(f"path must not climb out of base_url: {path!r}")
-        request = self._http.build_request("GET", path, params=params, headers=headers)
-        if not str(request.url).startswith(self._base):  # belt and braces: the token stays home
-            raise ValueError(f"path {path!r} resolves outside base_url")
-        return request
-
     def _begin_attempt(self, call: Call) -> None:
         call.attempts += 1
         if call.rate_limit_wait_from is not None:  # the wait Cloudflare asked for is over
@@ -286,7 +264,7 @@ class CloudflareClient:
             try:
                 call.stats.add(status=response.status_code)
                 call.check_deadline()  # the headers may have trickled in
-                return self._read_envelope(call, response)
+                return read_answer(call, response, self._max_response_bytes)
             except _RETRY_EXCEPTIONS as exc:
                 raise self._failed_attempt(call, exc, reading=True) from None
             finally:
@@ -307,37 +285,6 @@ class CloudflareClient:
             cut = isinstance(exc, httpx.TimeoutException) and cut_by_deadline()
             return call.deadline_error(first, "" if cut else cause)
         return RetryableError(cause)
-
-    def _read_envelope(self, call: Call, response: httpx.Response) -> Page:
-        status = response.status_code
-        if status in RETRY_STATUSES:
-            detail, codes, not_json = error_detail(response, call)
-            hint = retry_after(response.headers)
-            if status == 429 and hint is None:
-                hint = read_budget(response.headers).reset
-            raise RetryableError(
-                call.scrub(f"{status_text(status)}{detail}"),
-                status=status,
-                wait_hint=hint,
-                not_json=not_json,
-                codes=codes,
-            )
-        if 300 <= status < 400:
-            where = response.headers.get("location", "nowhere")
-            raise call.error(
-                ApiError,
-                f"{status_text(status)} from {call.what}: redirects are not followed "
-                f"(to {where}); check base_url",
-                status_code=status,
-            )
-        if not 200 <= status < 300:
-            detail, codes, _ = error_detail(response, call)
-            advice = HINTS.get(status)
-            cls = AuthError if status in (401, 403) else ApiError
-            text = f"{status_text(status)} from {call.what}{detail}"
-            text += f"; {advice}" if advice else ""
-            raise call.error(cls, text, status_code=status, codes=codes)
-        return read_page(call, response, self._max_response_bytes)
 
     def _retry_wait(self, call: Call, exc: Exception) -> bool | float:
         """stamina's predicate: False to give up, else the seconds to wait before the next try."""
@@ -370,11 +317,3 @@ class CloudflareClient:
             cause=exc.cause,
         )
         return wait
-
-
-def _ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
-    if isinstance(verify, bool):
-        return verify
-    if Path(verify).is_dir():
-        return ssl.create_default_context(capath=verify)
-    return ssl.create_default_context(cafile=verify)
