@@ -310,7 +310,7 @@ def test_fault(case: Case, trial: OpenTrial, engine: Engine) -> None:
 
 def _keys(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, set[tuple[Any, ...]]]:
     """account_id + key columns of the current tables in a snapshot, by kind."""
-    from inventory.db.load import TABLES
+    from inventory.db.tables import TABLES
 
     keyed: dict[str, set[tuple[Any, ...]]] = {}
     for kind, spec in TABLES.items():

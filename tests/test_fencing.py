@@ -32,7 +32,6 @@ from inventory.daemon.runner import Daemon, DaemonOptions
 from inventory.daemon.service import open_client
 from inventory.db import models
 from inventory.db.engine import make_engine
-from inventory.db.load import TABLES
 from inventory.db.locks import (
     AdvisoryLocks,
     AlreadyRunningError,
@@ -41,6 +40,7 @@ from inventory.db.locks import (
     advisory_key,
 )
 from inventory.db.migrate import current_revision, head_revision, migrations_dir, upgrade
+from inventory.db.tables import TABLES
 from inventory.reports.queries import sync_status
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare

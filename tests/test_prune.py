@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from inventory.db.load import TABLES
 from inventory.db.retention import prune_history
+from inventory.db.tables import TABLES
 from inventory.reports.queries import changes, inventory_as_of, run_sql, show_portal
 from inventory.settings import Settings
 from inventory.simulator import SimulatedCloudflare

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from inventory.db.engine import make_engine
-from inventory.db.load import TABLES
+from inventory.db.tables import TABLES
 from inventory.simulator import Fault, SimulatedCloudflare
 from tests.support.daemon import (
     Daemon,

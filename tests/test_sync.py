@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, insert, select, text, update
 
 from inventory.daemon.service import open_client
 from inventory.db import models
-from inventory.db.load import TABLES
+from inventory.db.tables import TABLES
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync.outcome import AccountResult
@@ -424,10 +424,10 @@ def test_bulk_inserts_store_exactly_what_insert_stores(
 ) -> None:
     """Two databases follow the same API, one written in bulk (COPY on PostgreSQL, the driver's
     executemany on SQLite), the other through SQLAlchemy's INSERT only."""
-    from inventory.db import load
+    from inventory.db import bulk as bulk_inserts
     from inventory.db.engine import make_engine
 
-    assert load.BULK_MIN_ROWS == 2
+    assert bulk_inserts.BULK_MIN_ROWS == 2
     with (
         _another_database(engine, tmp_path, sqlite_template) as url,
         open_client(settings) as client,
@@ -438,7 +438,7 @@ def test_bulk_inserts_store_exactly_what_insert_stores(
             inserting = Syncer(engine=other, client=client, clock=Clock())
             for _ in range(2):
                 for syncer, threshold in ((bulk, 2), (inserting, 10**9)):
-                    monkeypatch.setattr(load, "BULK_MIN_ROWS", threshold)
+                    monkeypatch.setattr(bulk_inserts, "BULK_MIN_ROWS", threshold)
                     # one account at a time: clock ticks and run ids come in the same order
                     results = syncer.sync_all(settings.accounts, max_concurrency=1)
                     assert {r.status for r in results} == {"succeeded"}

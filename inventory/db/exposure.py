@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, select, tuple_
 
 from inventory.db import models
-from inventory.db.load import TABLES
+from inventory.db.tables import TABLES
 from inventory.rows import Key, Kind
 
 __all__ = ["ReachInputs", "failure_streak", "read_reach_inputs", "read_restored", "read_rows"]

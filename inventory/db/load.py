@@ -11,22 +11,20 @@ new instant is the previous one plus a microsecond, and a warning says so.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import Connection, Table, and_, bindparam, delete, insert, select, union_all, update
-from sqlalchemy.exc import DBAPIError
 
 from inventory.db import models
+from inventory.db.bulk import insert_rows
+from inventory.db.tables import TABLES, KindTables
 from inventory.rows import KINDS, OBSERVED, ChangeSet, Key, Kind, KindChanges, Rejection, Row
 from inventory.storable import storable_text
 
 __all__ = [
-    "TABLES",
-    "KindTables",
     "apply_changes",
     "read_observed",
     "read_stored",
@@ -35,97 +33,6 @@ __all__ = [
 
 log = structlog.get_logger("inventory.load")
 _TICK = timedelta(microseconds=1)
-
-
-@dataclass(frozen=True, slots=True)
-class KindTables:
-    current: Table
-    history: Table
-    keys: tuple[str, ...]
-
-
-def _tables(current: type[models.Base], history: type[models.Base]) -> KindTables:
-    table = models.table_of(current)
-    keys = tuple(c.name for c in table.primary_key.columns if c.name != "account_id")
-    return KindTables(current=table, history=models.table_of(history), keys=keys)
-
-
-TABLES: dict[Kind, KindTables] = {
-    "portal": _tables(models.Portal, models.PortalVersion),
-    "server": _tables(models.Server, models.ServerVersion),
-    "portal_server": _tables(models.PortalServer, models.PortalServerVersion),
-    "tool": _tables(models.Tool, models.ToolVersion),
-    "prompt": _tables(models.Prompt, models.PromptVersion),
-    "override": _tables(models.Override, models.OverrideVersion),
-}
-
-
-# Inserts of more than one row skip SQLAlchemy's per-row parameter handling: on PostgreSQL
-# they stream through COPY (a fraction of the server's per-row work of a pipelined INSERT),
-# on SQLite they go to the driver's executemany. The values are the same either way: each
-# column's own bind processing. An initial sync is almost nothing but such inserts.
-BULK_MIN_ROWS = 2
-
-
-def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if len(rows) < BULK_MIN_ROWS or conn.dialect.name not in ("postgresql", "sqlite"):
-        conn.execute(insert(table), rows)
-        return
-    names, values = _bound(conn, table, rows)
-    quote = conn.dialect.identifier_preparer.quote
-    columns = ", ".join(quote(name) for name in names)
-    if conn.dialect.name == "sqlite":
-        # Driver SQL still goes through SQLAlchemy's execution (its events, echo, rowcount).
-        marks = ", ".join("?" * len(names))
-        sql = f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({marks})"
-        conn.exec_driver_sql(sql, list(values))
-        return
-    _copy(conn, f"COPY {quote(table.name)} ({columns}) FROM STDIN", values)
-
-
-def _copy(conn: Connection, sql: str, values: Iterable[tuple[Any, ...]]) -> None:
-    """COPY on the connection's driver connection (psycopg 3), in its transaction.
-
-    The driver's errors are raised as SQLAlchemy raises them for any statement (the same
-    classes, a lost connection invalidated), so callers see no difference from an INSERT.
-    """
-    dialect = conn.dialect
-    raw: Any = conn.connection.driver_connection
-    try:
-        with raw.cursor() as cursor, cursor.copy(sql) as copy:
-            for row in values:
-                copy.write_row(row)
-    except dialect.loaded_dbapi.Error as exc:
-        lost = dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
-        if lost:
-            conn.invalidate(exc)
-        raise DBAPIError.instance(
-            sql, None, exc, dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=dialect
-        ) from exc
-
-
-def _bound(
-    conn: Connection, table: Table, rows: list[dict[str, Any]]
-) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
-    """The first row's column names, and every row's values as the driver is given them.
-
-    Every row must have the first row's keys, as an executemany INSERT requires too.
-    """
-    dialect = conn.dialect
-    names = list(rows[0])
-    pairs = [
-        (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
-    ]
-
-    def values() -> Iterator[tuple[Any, ...]]:
-        for row in rows:
-            if len(row) != len(names):
-                raise ValueError(f"{table.name}: rows with different columns in one insert")
-            yield tuple(
-                row[name] if process is None else process(row[name]) for name, process in pairs
-            )
-
-    return names, values()
 
 
 def read_stored(conn: Connection, account_id: str) -> dict[Kind, dict[Key, str]]:
@@ -306,7 +213,7 @@ def apply_changes(
                 _full_row(account_id, spec.keys, key, row, stamps.get(key, stamp))
                 for key, row in change.inserts.items()
             ]
-            _insert_rows(conn, spec.current, rows)
+            insert_rows(conn, spec.current, rows)
             _insert_versions(conn, spec, account_id, change.inserts, stamp, stamps, "created")
 
 
@@ -339,7 +246,7 @@ def _insert_versions(
         {**_full_row(account_id, spec.keys, key, row, stamps.get(key, stamp)), "change": change}
         for key, row in rows.items()
     ]
-    _insert_rows(conn, spec.history, versions)
+    insert_rows(conn, spec.history, versions)
 
 
 def record_rejections(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, Engine, Table, delete, or_, select
 
 from inventory.db import models
-from inventory.db.load import TABLES
+from inventory.db.tables import TABLES
 
 __all__ = ["PruneResult", "prune_history"]
 

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, case, func, insert, or_, select, update
 
 from inventory.db import models
-from inventory.db.load import TABLES
+from inventory.db.tables import TABLES
 
 __all__ = [
     "RUN_STATUSES",

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, exists, select, text
 
 from inventory.db import models
-from inventory.db.load import TABLES, KindTables
+from inventory.db.tables import TABLES, KindTables
 from inventory.db.types import UTCDateTime
 from inventory.errors import EntityNotFoundError
 from inventory.reports import sql

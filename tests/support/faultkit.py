@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select, text
 from inventory.daemon.service import open_client
 from inventory.db import models
 from inventory.db.engine import make_engine
-from inventory.db.load import TABLES
+from inventory.db.tables import TABLES
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
 from inventory.sync.outcome import AccountResult

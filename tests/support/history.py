@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, select
 
 from inventory.daemon.service import open_client
-from inventory.db.load import TABLES
+from inventory.db.tables import TABLES
 from inventory.settings import Settings
 from inventory.simulator import Fault, SimulatedCloudflare
 from inventory.sync.outcome import AccountResult
