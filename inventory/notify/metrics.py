@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Engine
 
-from inventory.db.outbox import outbox_summary
+from inventory.db.backlog import outbox_summary
 
 __all__ = ["NotifyMetrics"]
 

@@ -69,7 +69,7 @@ def pending_command(
 ) -> None:
     """Events not delivered: pending (with their next attempt) and dead (with why)."""
     from inventory.daemon.service import open_engine
-    from inventory.db.outbox import list_events, outbox_summary
+    from inventory.db.backlog import list_events, outbox_summary
 
     with user_errors():
         settings = options(ctx).settings(require_accounts=False)

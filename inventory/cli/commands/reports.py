@@ -109,7 +109,7 @@ def status_command(
     as_csv: AsCsv = False,
 ) -> None:
     """Sync health per account: last run, last success, runs and failures, average duration."""
-    from inventory.db.outbox import outbox_by_account, outbox_summary
+    from inventory.db.backlog import outbox_by_account, outbox_summary
     from inventory.reports.output import cell, fitted_table, notes
     from inventory.reports.queries import run_sql_columns
     from inventory.reports.sql import SYNC_STATUS
