@@ -17,7 +17,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from inventory.cloudflare.shared_budget import BudgetAsk, SharedRateLimiter
+from inventory.cloudflare.ratelimit import ranked
+from inventory.cloudflare.shared_budget import BudgetAsk, BudgetGrant, SharedRateLimiter
 from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
 
@@ -108,6 +109,62 @@ def test_the_limiter_takes_batches_not_one_round_trip_per_request(pg_engine: Eng
     assert calls[0].slots == 1
     assert len(calls) < LIMIT
     assert sum(c.slots for c in calls) >= LIMIT
+
+
+class GatedStore:
+    """A store in memory that grants what is asked, except that its second batch waits for
+    ``release`` and holds two slots only, and its third waits for ``finish``."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.asked = [threading.Event() for _ in range(3)]
+        self.release, self.finish = threading.Event(), threading.Event()
+
+    def reserve(self, credential_key: str, ask: BudgetAsk) -> BudgetGrant:
+        self.calls += 1
+        if self.calls <= 3:
+            self.asked[self.calls - 1].set()
+        if self.calls == 2:
+            assert self.release.wait(10)
+            return BudgetGrant(slots=2, used=2, wait=0.0)
+        if self.calls == 3:
+            assert self.finish.wait(10)
+        return BudgetGrant(slots=ask.slots, used=ask.slots, wait=0.0)
+
+
+def test_waiting_requests_take_the_slots_lowest_rank_first() -> None:
+    store = GatedStore()
+    limiter = SharedRateLimiter(store, key(), requests=LIMIT, period=60, batch=10, hold=10.0)
+    limiter.settle(limiter.acquire_slot()[1])  # the probe has its answer
+    served: list[float] = []
+    changed = threading.Condition()
+
+    def request(rank: float) -> None:
+        with ranked(rank):
+            limiter.acquire_slot()
+        with changed:
+            served.append(rank)
+            changed.notify_all()
+
+    # The highest rank comes first and asks the store; the others queue up behind the ask.
+    threads = [threading.Thread(target=request, args=(r,)) for r in (4.0, 3.0, 1.0, 2.0)]
+    threads[0].start()
+    assert store.asked[1].wait(10)
+    for t in threads[1:]:
+        t.start()
+    deadline = time.monotonic() + 10
+    while limiter._waiting < 4 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    store.release.set()  # two slots for four waiting threads
+    assert store.asked[2].wait(10)
+    with changed:
+        assert changed.wait_for(lambda: len(served) == 2, timeout=10)
+        assert sorted(served) == [1.0, 2.0]  # the two lowest ranks, not the first to come
+    store.finish.set()
+    for t in threads:
+        t.join()
+    assert sorted(served) == [1.0, 2.0, 3.0, 4.0]
+    limiter.close()
 
 
 VICTIM = """

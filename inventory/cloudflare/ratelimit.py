@@ -31,18 +31,51 @@ directly and has no blocking acquire), and neither takes the server's "remaining
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Protocol
 
 from inventory.cloudflare.budget_headers import read_budget
 from inventory.errors import RateLimitBlocked
 
-__all__ = ["PROBE_WAIT", "Limiter", "RateLimitBlocked", "RateLimiter", "RateLimiterRegistry"]
+__all__ = [
+    "PROBE_WAIT",
+    "Limiter",
+    "RateLimitBlocked",
+    "RateLimiter",
+    "RateLimiterRegistry",
+    "current_rank",
+    "ranked",
+]
 
 PROBE_WAIT = 10.0  # seconds others wait for the probe's response at most
+
+_RANK: ContextVar[float] = ContextVar("inventory_request_rank", default=math.inf)
+
+
+@contextmanager
+def ranked(rank: float) -> Iterator[None]:
+    """Requests made inside (this thread) wait for a ``SharedRateLimiter``'s slots in ``rank``
+    order: the lowest first, equal ranks in the order they came; unranked ones (``inf``) last.
+
+    The daemon ranks a sync's requests by its account's last success (the oldest first), so a
+    started sync's next request is not overtaken by the requests of syncs started after it.
+    """
+    token = _RANK.set(rank)
+    try:
+        yield
+    finally:
+        _RANK.reset(token)
+
+
+def current_rank() -> float:
+    """The rank ``ranked`` set for this thread's requests (``inf`` if none)."""
+    return _RANK.get()
 
 
 class RateLimiter:

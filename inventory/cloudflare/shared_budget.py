@@ -7,14 +7,16 @@ The store (``inventory.db.budget`` implements it in PostgreSQL) keeps each crede
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
+from bisect import bisect_left, insort
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from inventory.cloudflare.budget_headers import read_budget, retry_after
-from inventory.cloudflare.ratelimit import PROBE_WAIT, RateLimitBlocked
+from inventory.cloudflare.ratelimit import PROBE_WAIT, RateLimitBlocked, current_rank
 
 __all__ = ["BudgetAsk", "BudgetGrant", "BudgetStore", "SharedRateLimiter"]
 
@@ -60,6 +62,10 @@ class SharedRateLimiter:
     again after one ``hold`` at most, since slots that other processes leave unsent come back
     within that time.
 
+    Threads waiting here take the granted slots by rank (``ranked``: the daemon's oldest last
+    success first; equal ranks in the order they came). The store grants batches to the
+    processes in the order they ask.
+
     As with ``RateLimiter``: the first request goes alone (the *probe*), the others wait for
     its answer; the server's ``Ratelimit`` headers correct the shared count upwards (another
     tool spending the same token) and a block it announces is honoured, both carried to the
@@ -100,6 +106,8 @@ class SharedRateLimiter:
         self._closed = False
         self._fetching = False  # one thread at a time asks the store
         self._waiting = 0
+        self._queue: list[tuple[float, int]] = []  # the waiting threads' (rank, arrival), sorted
+        self._arrivals = itertools.count()
         self._calibrated = False  # the probe's answer has been observed
         self._probe_since: float | None = None
         self._blocked_until = 0.0  # the server's budget is spent (or blocked) until then
@@ -122,9 +130,12 @@ class SharedRateLimiter:
         return self.acquire_slot(max_block=max_block)[0]
 
     def acquire_slot(self, *, max_block: float | None = None) -> tuple[float, float]:
+        """Take a slot; waiting threads get the granted slots in rank order (``ranked``)."""
         start, slept = self._clock(), False
+        ticket = (current_rank(), next(self._arrivals))
         with self._cond:
             self._waiting += 1
+            insort(self._queue, ticket)
             try:
                 while True:
                     now = self._clock()
@@ -132,6 +143,11 @@ class SharedRateLimiter:
                     if max_block is not None and blocked > max_block:
                         raise RateLimitBlocked(blocked)
                     if self._slots > 0 and now < self._lease_end:
+                        if bisect_left(self._queue, ticket) >= self._slots:
+                            # Those ranked before this thread take the granted slots first.
+                            self._cond.wait(max(self._lease_end - now, 0.001))
+                            slept = True
+                            continue
                         self._slots -= 1
                         if not self._calibrated and self._probe_since is None:
                             self._probe_since = now  # this request is the probe
@@ -145,6 +161,8 @@ class SharedRateLimiter:
                     slept = self._reserve(now) or slept
             finally:
                 self._waiting -= 1
+                del self._queue[bisect_left(self._queue, ticket)]
+                self._cond.notify_all()  # the next in rank may now be among the first
 
     def _probe_out(self, now: float) -> bool:
         if self._calibrated or self._probe_since is None:

@@ -6,6 +6,7 @@ apart so that each file reads as one concern (the runner: start, serve, reload, 
 
 from __future__ import annotations
 
+import math
 import threading
 from contextlib import nullcontext, suppress
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from inventory.cloudflare.ratelimit import ranked
 from inventory.daemon.metrics import Metrics
 from inventory.daemon.options import DaemonOptions
 from inventory.daemon.schedule import ANCHOR, account_schedule, cycle_start, schedule_trigger
@@ -53,6 +55,7 @@ class DaemonJobs:
     _due: set[str]
     _due_lock: threading.Lock
     _choosing: threading.Lock
+    _chosen_rank: float  # the last success (epoch seconds) of what _next_due took; -inf: never
     _order: dict[str, int]
     deliverer: Deliverer | None
 
@@ -114,6 +117,7 @@ class DaemonJobs:
         while True:
             with self._choosing:
                 chosen = self._next_due(syncer.engine)
+                rank = self._chosen_rank
             if chosen is None:
                 return
             with self._idle:
@@ -122,7 +126,11 @@ class DaemonJobs:
                 self._running.add(chosen.id)
             try:
                 trigger = self.triggers.get(chosen.id, self.schedule)
-                result = syncer.sync_account(chosen, cycle_start=cycle_start(trigger, utc_now()))
+                # Its requests wait for the token's budget in the same order: oldest success first.
+                with ranked(rank):
+                    result = syncer.sync_account(
+                        chosen, cycle_start=cycle_start(trigger, utc_now())
+                    )
             finally:
                 with self._idle:
                     self._running.discard(chosen.id)
@@ -162,6 +170,8 @@ class DaemonJobs:
             return successes.get(i) is not None, successes.get(i) or ANCHOR, self._order.get(i, 0)
 
         oldest = min(ids, key=starved)
+        success = successes.get(oldest)
+        self._chosen_rank = -math.inf if success is None else success.timestamp()
         with self._due_lock:
             self._due.discard(oldest)
         return configured[oldest]

@@ -26,6 +26,7 @@ SIGHUP     read the configuration again: accounts added, removed or changed, the
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -99,6 +100,7 @@ class Daemon(DaemonJobs):
         self._due: set[str] = set()
         self._due_lock = threading.Lock()  # guards _due, held for a moment only
         self._choosing = threading.Lock()  # one job chooses at a time; never held with _idle
+        self._chosen_rank = -math.inf  # written and read under _choosing
         self._order = {a.id: i for i, a in enumerate(self.accounts)}
         self.deliverer: Deliverer | None = None  # notifications, while serving
 
