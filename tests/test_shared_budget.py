@@ -18,9 +18,10 @@ import pytest
 from sqlalchemy import Engine
 
 from inventory.cloudflare.ratelimit import ranked
-from inventory.cloudflare.shared_budget import BudgetAsk, BudgetGrant, SharedRateLimiter
+from inventory.cloudflare.shared_budget import SharedRateLimiter
 from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
+from inventory.ratebudget import BudgetAsk, BudgetGrant
 
 LIMIT = 20
 
@@ -171,7 +172,7 @@ VICTIM = """
 import sys, time
 from inventory.db.budget import PostgresBudgetStore
 from inventory.db.engine import make_engine
-from inventory.cloudflare.shared_budget import BudgetAsk
+from inventory.ratebudget import BudgetAsk
 store = PostgresBudgetStore(make_engine(sys.argv[1]))
 grant = store.reserve(sys.argv[2], BudgetAsk(slots=int(sys.argv[3]), limit=int(sys.argv[3]),
                                              span=float(sys.argv[4])))

@@ -1,4 +1,4 @@
-"""The shared rate-limit budget (``inventory.cloudflare.shared_budget.BudgetStore``) in PostgreSQL.
+"""The shared rate-limit budget (``inventory.ratebudget.BudgetStore``) in PostgreSQL.
 
 One row per credential fingerprint in ``rate_limit_budgets``, holding the window as a log of
 batches: when each batch handed out stops counting (its reservation, plus the window, plus the
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, text
 
-from inventory.cloudflare.shared_budget import BudgetAsk, BudgetGrant
+from inventory.ratebudget import BudgetAsk, BudgetGrant
 
 __all__ = ["PostgresBudgetStore"]
 
