@@ -25,7 +25,7 @@ from tests.support.daemon import (
     runs,
     wait_until,
 )
-from tests.support.db import fresh_pg_database, pg_available
+from tests.support.db import fresh_pg_database, require_pg
 
 pytestmark = pytest.mark.slow
 
@@ -197,8 +197,7 @@ def test_a_second_daemon_on_one_sqlite_file_is_refused(
 def test_the_daemon_survives_a_database_outage(
     sim: SimulatedCloudflare, api_url: str, tmp_path: Path
 ) -> None:
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable")
+    require_pg()
     with fresh_pg_database() as url:
         direct = make_url(url)
         forwarder = TcpForwarder((direct.host or "127.0.0.1", direct.port or 5432))

@@ -29,7 +29,7 @@ from tests.support.daemon import (
     runs,
     wait_until,
 )
-from tests.support.db import fresh_pg_database, pg_available
+from tests.support.db import fresh_pg_database, require_pg
 
 pytestmark = pytest.mark.slow
 
@@ -71,8 +71,7 @@ def assert_mirrors(engine: Engine, sim: SimulatedCloudflare) -> None:
 def test_three_replicas_share_every_cycle_and_survive_a_sigkill(
     sim: SimulatedCloudflare, api_url: str, tmp_path: Path
 ) -> None:
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable")
+    require_pg()
     # A slow listing keeps each sync running long enough to be killed in the middle of it.
     sim.faults.add(Fault(kind="delay", seconds=0.4, endpoint="servers"))
     with fresh_pg_database() as url:

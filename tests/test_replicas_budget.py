@@ -22,7 +22,7 @@ from inventory.db.engine import make_engine
 from inventory.simulator import SimulatedCloudflare
 from inventory.simulator.server import serve_in_thread
 from tests.support.daemon import Daemon, daemon_env, free_port, runs, wait_until
-from tests.support.db import fresh_pg_database, pg_available
+from tests.support.db import fresh_pg_database, require_pg
 
 pytestmark = pytest.mark.slow
 
@@ -37,8 +37,7 @@ CYCLES = 3
 
 @pytest.mark.timeout(600)
 def test_three_replicas_spend_one_budget_without_a_429(tmp_path: Path) -> None:
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable")
+    require_pg()
     sim = SimulatedCloudflare(
         seed=7,
         accounts=ACCOUNTS,
@@ -136,8 +135,7 @@ SPAN = WINDOW + 3 * HOLD  # how long a reservation counts at most (SharedRateLim
 
 @pytest.mark.timeout(600)
 def test_a_replica_killed_mid_cycle_leaves_the_budget_to_the_others(tmp_path: Path) -> None:
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable")
+    require_pg()
     sim = SimulatedCloudflare(
         seed=8,
         accounts=KILL_ACCOUNTS,
@@ -207,8 +205,7 @@ FAIR_CYCLES = 8  # measured, once every account has been synced
 
 @pytest.mark.timeout(600)
 def test_accounts_beyond_the_budget_are_each_synced_within_the_bound(tmp_path: Path) -> None:
-    if not pg_available():
-        pytest.skip("PostgreSQL is not reachable")
+    require_pg()
     sim = SimulatedCloudflare(
         seed=9,
         accounts=FAIR_ACCOUNTS,

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import pytest
 from sqlalchemy import Engine, text
 
 from inventory.db.engine import make_engine
@@ -49,6 +50,14 @@ def pg_available() -> bool:
     except psycopg.OperationalError:
         return False
     return True
+
+
+def require_pg() -> None:
+    """For a PostgreSQL-only test: fail under CI when PostgreSQL is unreachable, else skip."""
+    if not pg_available():
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required under CI but unreachable at {PG_ADMIN_URL}")
+        pytest.skip("PostgreSQL is not reachable")
 
 
 def empty_pg(engine: Engine) -> None:
