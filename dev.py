@@ -100,7 +100,11 @@ def test(pytest_args: list[str]) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{scratch}{suffix}").unlink(missing_ok=True)
     # PostgreSQL is checked by the test suite itself (tests/test_migrations.py).
-    run(BIN / "pytest", *pytest_args)
+    # Bytecode caches on (they are gitignored), whatever the shell says: without them every
+    # pytest-xdist worker rewrites and compiles each test module again, and every `inventory`
+    # process a test starts compiles the package again.
+    cached = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    run(BIN / "pytest", *pytest_args, env=cached)
 
 
 def mutate(args: list[str]) -> None:

@@ -9,9 +9,11 @@ connections and broken bodies are played at the transport (``tests.support.api``
 from __future__ import annotations
 
 import itertools
+import ssl
 import threading
 import traceback
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import certifi
@@ -21,6 +23,7 @@ from structlog.testing import capture_logs
 
 from inventory.cloudflare.client import CloudflareClient, RequestStats
 from inventory.cloudflare.ratelimit import RateLimiter
+from inventory.cloudflare.request import ssl_verify
 from inventory.cloudflare.retry import RETRY_STATUSES
 from inventory.errors import (
     ApiError,
@@ -571,3 +574,17 @@ def test_threads_share_one_client_each_with_its_own_credential(api: SimulatorTra
 def test_a_ca_bundle_path_is_accepted() -> None:
     with CloudflareClient(base_url=BASE, verify=certifi.where()) as client:
         assert repr(client) == f"CloudflareClient(base_url='{BASE}/')"
+
+
+def test_clients_share_one_tls_context_per_source(tmp_path: Path) -> None:
+    """Loading a CA bundle costs tens of milliseconds: made once per process, not per sync."""
+    assert ssl_verify(True) is ssl_verify(True)
+    assert ssl_verify(False) is False
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes())
+    first = ssl_verify(str(bundle))
+    assert isinstance(first, ssl.SSLContext)
+    assert first is ssl_verify(str(bundle))
+    assert first is not ssl_verify(True)
+    bundle.write_bytes(Path(certifi.where()).read_bytes() + b"\n")  # a rotated bundle is read again
+    assert ssl_verify(str(bundle)) is not first

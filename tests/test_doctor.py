@@ -6,9 +6,7 @@ Each account costs one request (``per_page=1``); the database is never created o
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from inventory.db.engine import make_engine, sqlite_path
 from inventory.db.migrate import head_revision, upgrade
 from inventory.settings import Settings, load_settings
 from inventory.simulator import Fault, SimulatedCloudflare
+from tests.support.cli import run
 from tests.support.daemon import free_port
 from tests.support.db import IN_CI, PG_ADMIN_URL
 
@@ -334,16 +333,7 @@ def test_an_unreachable_database() -> None:
 
 
 def doctor(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("INVENTORY_", "CLOUDFLARE_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "inventory", "doctor", *args],
-        cwd=cwd,
-        env={**base, "INVENTORY_LOG_FORMAT": "json", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run(["doctor", *args], cwd, env)
 
 
 def test_the_command_exit_codes_json_and_account_selection(

@@ -50,6 +50,7 @@ def entrypoint(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Complet
     )
 
 
+@pytest.mark.slow  # three processes: the entrypoint, the command it drops privileges for, id
 @needs_root
 def test_the_entrypoint_reads_private_secrets_then_runs_unprivileged(base: Path) -> None:
     host = base / "host-secrets"

@@ -387,14 +387,14 @@ def test_connect_timeout_is_bounded_and_reported(
     never_accepts: str, db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
     sim = small_sim(accounts=1)
-    settings = settings_for(sim, never_accepts, db_url, cwd=tmp_path, connect_timeout=0.3)
+    settings = settings_for(sim, never_accepts, db_url, cwd=tmp_path, connect_timeout=0.1)
     started = time.monotonic()
     with syncer_for(engine, settings) as syncer:
         (result,) = sync_all(syncer, settings)
-    assert time.monotonic() - started < ATTEMPTS * 0.3 + 5
+    assert time.monotonic() - started < ATTEMPTS * 0.1 + 5
     assert result.status == "failed"
     assert result.error_class == "TransportError"
-    assert "could not connect within 0.3 s" in (result.error or "")
+    assert "could not connect within 0.1 s" in (result.error or "")
     assert result.retries == MAX_RETRIES
 
 

@@ -599,6 +599,7 @@ def test_inventory_sync_beside_the_daemon_skips_only_the_accounts_it_holds(
     assert count == 0
 
 
+@pytest.mark.slow  # a daemon process, then a second one
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_second_daemon_through_a_symlink_is_refused(
     db_url: str, sim: SimulatedCloudflare, api_url: str, tmp_path: Path

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from inventory.simulator import SimulatedCloudflare
 from inventory.simulator.faults import Fault
 from tests.support.cli import accounts_env, run
@@ -51,6 +53,7 @@ def test_a_retry_names_the_account_and_the_url(
         assert word not in console.stderr
 
 
+@pytest.mark.slow  # the daemon, a process, over several 1 s cycles
 def test_an_overlapping_cycle_is_one_short_line_naming_the_account(
     tmp_path: Path, sim: SimulatedCloudflare, api_url: str
 ) -> None:

@@ -93,6 +93,7 @@ def fresh_virtualenv(where: Path, wheel: Path) -> Path:
     return where / "bin"
 
 
+@pytest.mark.slow  # builds the wheel
 def test_the_wheel_lists_its_migrations_and_metadata(tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()

@@ -84,6 +84,7 @@ def sqlite_db(tmp_path: Path, sqlite_template: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # a writer process and `inventory status` processes beside it
 def test_status_reports_readyz_and_metrics_answer_while_another_process_writes(
     sim: SimulatedCloudflare, api_url: str, tmp_path: Path, sqlite_db: Path
 ) -> None:

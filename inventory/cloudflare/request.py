@@ -3,6 +3,8 @@ and the TLS verification asked for (a bundle file or a directory of certificates
 
 from __future__ import annotations
 
+import functools
+import os
 import ssl
 from pathlib import Path
 
@@ -43,8 +45,32 @@ def build_request(
 
 
 def ssl_verify(verify: bool | str) -> bool | ssl.SSLContext:
-    if isinstance(verify, bool):
-        return verify
-    if Path(verify).is_dir():
-        return ssl.create_default_context(capath=verify)
-    return ssl.create_default_context(cafile=verify)
+    """The TLS verification for ``verify``: a context made once per process and source.
+
+    Loading a CA bundle takes tens of milliseconds; every client used to load its own (httpx
+    makes a context per client), once per account sync. ``True`` is httpx's own default
+    (``SSL_CERT_FILE``/``SSL_CERT_DIR``, else certifi's bundle); a path is a bundle file or a
+    directory of certificates, read again when the file or directory changes. ``False`` turns
+    verification off.
+    """
+    if verify is False:
+        return False
+    if verify is True:
+        env = (os.environ.get("SSL_CERT_FILE", ""), os.environ.get("SSL_CERT_DIR", ""))
+        return _context(None, env)
+    try:
+        stat = Path(verify).stat()
+        stamp: tuple[object, ...] = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    except OSError:
+        stamp = ()  # ssl names the problem when it tries to read it
+    return _context(verify, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _context(path: str | None, _source: tuple[object, ...]) -> ssl.SSLContext:
+    """A context for ``path`` (None: httpx's default); ``_source`` keys the cache only."""
+    if path is None:
+        return httpx.create_ssl_context(verify=True)
+    if Path(path).is_dir():
+        return ssl.create_default_context(capath=path)
+    return ssl.create_default_context(cafile=path)
