@@ -18,6 +18,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +33,7 @@ from typer.testing import CliRunner
 
 from inventory.cli import app
 from inventory.cli.render import results_table
+from inventory.db.engine import make_engine
 from inventory.reports.fields import FieldFilter
 from inventory.reports.named import REPORTS
 from inventory.reports.plan import (
@@ -42,8 +45,9 @@ from inventory.reports.plan import (
 )
 from inventory.selection import KnownAccount, SelectionError, parse_kinds, resolve_account
 from inventory.settings import Settings
-from inventory.simulator import SimulatedCloudflare
+from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from inventory.sync.outcome import AccountResult
+from tests.support.db import module_database
 from tests.support.history import daily_cycles
 from tests.support.history import day as history_day
 from tests.support.matrix import one_per_family
@@ -136,12 +140,19 @@ def sim() -> SimulatedCloudflare:
     return SimulatedCloudflare(seed=5, accounts=2, portals_per_account=3)
 
 
-@pytest.fixture
-def scenario(
-    engine: Engine, sim: SimulatedCloudflare, api_url: str, db_url: str, tmp_path: Path
-) -> Scenario:
-    settings = settings_for(sim, api_url, db_url, cwd=tmp_path)
-    return build_scenario(engine, settings, sim)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def scenario_db(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> Iterator[tuple[str, Scenario]]:
+    """The scenario, built once per database kind: the tests that take it only read it."""
+    workdir = tmp_path_factory.mktemp("plan")
+    with ExitStack() as stack:
+        url = stack.enter_context(module_database(request.param, workdir, sqlite_template))
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        sim = SimulatedCloudflare(seed=5, accounts=2, portals_per_account=3)  # as `sim` below
+        api_url = stack.enter_context(serve_in_thread(sim))
+        yield url, build_scenario(engine, settings_for(sim, api_url, url, cwd=workdir), sim)
 
 
 @pytest.fixture
@@ -196,7 +207,8 @@ COMMANDS: dict[str, list[str]] = {
 
 
 @pytest.mark.parametrize("command", [*COMMANDS, "timeline"])
-def test_snapshot_of_each_command(db_url: str, scenario: Scenario, command: str) -> None:
+def test_snapshot_of_each_command(scenario_db: tuple[str, Scenario], command: str) -> None:
+    db_url, scenario = scenario_db
     args = COMMANDS.get(command) or ["timeline", "server", scenario.flapping]
     outputs = {}
     for label, env in WIDTHS.items():
@@ -335,7 +347,8 @@ def _rows(db_url: str, *args: str) -> list[dict[str, Any]]:
     return rows
 
 
-def test_changes_rows_are_field_changes_with_names(db_url: str, scenario: Scenario) -> None:
+def test_changes_rows_are_field_changes_with_names(scenario_db: tuple[str, Scenario]) -> None:
+    db_url, scenario = scenario_db
     rows = _rows(db_url, "--account", "acct-0")
     assert rows
     assert all(list(r) == list(PLAN_COLUMNS) for r in rows)
@@ -363,7 +376,8 @@ def test_changes_rows_are_field_changes_with_names(db_url: str, scenario: Scenar
     assert {r["portal_id"] for r in rows if r["entity_key"] == override} == {scenario.portal}
 
 
-def test_changes_filters(db_url: str, scenario: Scenario) -> None:
+def test_changes_filters(scenario_db: tuple[str, Scenario]) -> None:
+    db_url, scenario = scenario_db
     everything = _rows(db_url)
     assert {r["account_id"] for r in everything} == {scenario.a, scenario.b}
     by_id = _rows(db_url, "--account", scenario.a.upper())
@@ -393,7 +407,8 @@ def test_changes_filters(db_url: str, scenario: Scenario) -> None:
     assert table == [] or list(table[0]) == list(PLAN_COLUMNS)
 
 
-def test_account_names_work_everywhere(db_url: str, scenario: Scenario) -> None:
+def test_account_names_work_everywhere(scenario_db: tuple[str, Scenario]) -> None:
+    db_url, scenario = scenario_db
     status = json.loads(
         invoke(db_url, "status", "--since", "2026-02-01", "-a", "acct-1", "--json").stdout
     )
@@ -487,7 +502,8 @@ def test_every_report_has_its_header_when_empty(db_url: str) -> None:
 
 
 @pytest.mark.slow  # two processes; the same output through CliRunner is checked above
-def test_a_real_pipe_honours_columns(db_url: str, scenario: Scenario, tmp_path: Path) -> None:
+def test_a_real_pipe_honours_columns(scenario_db: tuple[str, Scenario], tmp_path: Path) -> None:
+    db_url = scenario_db[0]
     base = {k: v for k, v in os.environ.items() if not k.startswith(("INVENTORY_", "COLUMNS"))}
     args = [sys.executable, "-m", "inventory", "--database-url", db_url, *COMMANDS["status"]]
     for columns, snapshot in (("120", "status-120"), (None, "status-80")):

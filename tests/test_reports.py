@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -32,7 +31,7 @@ from inventory.reports.queries import (
     sync_status,
 )
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
-from tests.support.db import IN_CI, fresh_pg_database, pg_available
+from tests.support.db import module_database
 from tests.support.history import (
     FLAPPING,
     GONE_PORTAL,
@@ -58,15 +57,7 @@ def built(
 ) -> Iterator[tuple[Engine, History]]:
     workdir = tmp_path_factory.mktemp("reports")
     with ExitStack() as stack:
-        if request.param == "sqlite":
-            shutil.copyfile(sqlite_template, workdir / "inventory.db")
-            url = f"sqlite:///{workdir / 'inventory.db'}"
-        elif pg_available():
-            url = stack.enter_context(fresh_pg_database())
-        elif IN_CI:
-            pytest.fail("PostgreSQL is required under CI but unreachable")
-        else:
-            pytest.skip("PostgreSQL is not reachable (set CI=true to make this a failure)")
+        url = stack.enter_context(module_database(request.param, workdir, sqlite_template))
         engine = make_engine(url)
         stack.callback(engine.dispose)
         sim = SimulatedCloudflare(seed=3, accounts=3, portals_per_account=4)  # conftest's sim

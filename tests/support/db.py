@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -58,6 +60,20 @@ def require_pg() -> None:
         if IN_CI:
             pytest.fail(f"PostgreSQL is required under CI but unreachable at {PG_ADMIN_URL}")
         pytest.skip("PostgreSQL is not reachable")
+
+
+@contextmanager
+def module_database(kind: str, workdir: Path, sqlite_template: Path) -> Iterator[str]:
+    """A migrated, empty database of ``kind`` ("sqlite" or "postgresql") of its own, for a
+    module-scoped fixture whose tests only read what it builds (PostgreSQL's dropped after)."""
+    if kind == "sqlite":
+        path = workdir / "inventory.db"
+        shutil.copyfile(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    require_pg()
+    with fresh_pg_database() as url:
+        yield url
 
 
 def empty_pg(engine: Engine) -> None:
