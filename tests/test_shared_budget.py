@@ -239,3 +239,38 @@ def test_closing_gives_back_what_was_not_sent(pg_engine: Engine) -> None:
     limiter.close()
     after = store.reserve(credential, BudgetAsk(slots=0, limit=LIMIT, span=60.0))
     assert after.used == 2  # the probe and the one sent
+
+
+class GiveBackStore:
+    """Grants what is asked; a give-back (an ask for no slot) blocks until ``release``."""
+
+    def __init__(self) -> None:
+        self.giving_back, self.release = threading.Event(), threading.Event()
+        self.done: list[BudgetAsk] = []
+
+    def reserve(self, credential_key: str, ask: BudgetAsk) -> BudgetGrant:
+        if ask.slots == 0:
+            self.giving_back.set()
+            assert self.release.wait(10)
+        self.done.append(ask)
+        return BudgetGrant(slots=ask.slots, used=ask.slots, wait=0.0)
+
+
+def test_closing_waits_for_a_give_back_under_way() -> None:
+    """Nothing touches the store once ``close`` returns (its engine may be disposed of then: a
+    give-back after that leaked a connection into a pool nobody closed)."""
+    store = GiveBackStore()
+    limiter = SharedRateLimiter(store, key(), requests=LIMIT, period=60, batch=5, hold=0.01)
+    limiter.settle(limiter.acquire_slot()[1])  # the probe
+    limiter.acquire_slot()  # a batch: one sent, the rest given back when the lease is over
+    assert store.giving_back.wait(10)
+    closed = threading.Event()
+    closer = threading.Thread(target=lambda: (limiter.close(), closed.set()))
+    closer.start()
+    assert not closed.wait(0.2)  # still giving back: close waits
+    store.release.set()
+    assert closed.wait(10)
+    closer.join()
+    calls = len(store.done)
+    limiter.close()
+    assert len(store.done) == calls

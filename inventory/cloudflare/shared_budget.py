@@ -205,13 +205,21 @@ class SharedRateLimiter:
             self._store.reserve(self._key, ask)
 
     def close(self) -> None:
-        """Give back every slot not sent (one round trip if any); then ask for nothing more."""
+        """Give back every slot not sent (one round trip if any); then ask for nothing more.
+
+        Once it returns, nothing of this limiter touches the store again: a give-back already
+        under way is waited for, so that the caller may dispose of the store's engine.
+        """
         with self._cond:
             if self._closed:
                 return
             self._closed = True
-            if self._timer is not None:
-                self._timer.cancel()
+            timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            if timer is not threading.current_thread():
+                timer.join()
+        with self._cond:
             unused, self._unused, self._slots = self._unused + self._slots, 0, 0
             ask = BudgetAsk(
                 slots=0,
