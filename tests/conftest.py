@@ -85,14 +85,35 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def sqlite_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each test's SQLite database is: the same file, made again for every test."""
+    return tmp_path_factory.mktemp("sqlite")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
-    """A migrated, empty database of each kind."""
+def db_url(
+    request: pytest.FixtureRequest, sqlite_home: Path, sqlite_template: Path
+) -> Iterator[str]:
+    """A migrated, empty database of each kind.
+
+    Each kind has one database for the run (the test worker's, under pytest-xdist), emptied
+    for every test: the SQLite file is copied afresh from the migrated template, PostgreSQL's
+    tables are emptied. One URL per kind lets ``engine`` keep one engine per kind.
+    """
     if request.param == "sqlite":
-        path = tmp_path / "inventory.db"
+        path = sqlite_home / "inventory.db"
+        url = f"sqlite:///{path}"
+        if url in _ENGINES:
+            _ENGINES[url].dispose()  # no pooled connection to the file that goes
+        for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink(missing_ok=True)
         shutil.copyfile(sqlite_template, path)
         path.chmod(0o600)
-        yield f"sqlite:///{path}"
+        yield url
         return
     url = request.getfixturevalue("pg_database")
     if url is None:
@@ -106,13 +127,10 @@ _ENGINES: dict[str, Engine] = {}
 
 @pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
-    """An engine on ``db_url``: one per database for the run, disposed of (its connections
-    closed) after each test. The run's PostgreSQL database is the same for every test, so its
-    engine is kept, and with it SQLAlchemy's cache of compiled statements (keyed by the
-    engine's dialect): compiling them again for each test cost an eighth of the suite's CPU."""
-    engine = _ENGINES.get(db_url) or make_engine(db_url)
-    if engine.dialect.name == "postgresql":
-        _ENGINES[db_url] = engine
+    """An engine on ``db_url``, disposed of (its connections closed) after each test, but kept
+    for the run with SQLAlchemy's cache of compiled statements (keyed by the engine's dialect):
+    compiling them again for each test cost an eighth of the suite's CPU."""
+    engine = _ENGINES.get(db_url) or _ENGINES.setdefault(db_url, make_engine(db_url))
     yield engine
     engine.dispose()
 
