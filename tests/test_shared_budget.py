@@ -265,7 +265,12 @@ def test_closing_waits_for_a_give_back_under_way() -> None:
     limiter.acquire_slot()  # a batch: one sent, the rest given back when the lease is over
     assert store.giving_back.wait(10)
     closed = threading.Event()
-    closer = threading.Thread(target=lambda: (limiter.close(), closed.set()))
+
+    def close() -> None:
+        limiter.close()
+        closed.set()
+
+    closer = threading.Thread(target=close)
     closer.start()
     assert not closed.wait(0.2)  # still giving back: close waits
     store.release.set()
