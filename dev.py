@@ -3,7 +3,7 @@
 
 python3 dev.py demo      # virtualenv + install + `inventory demo`
 python3 dev.py test      # virtualenv + install + every check CI runs (pytest args may follow)
-python3 dev.py test --fast  # the same checks, then the tests not marked slow (both DBs, all cores)
+python3 dev.py test --fast  # the same checks, then the tests not marked slow (both DBs, xdist)
 python3 dev.py mutate    # mutation testing of the pure core against its fast tests
 python3 dev.py bench     # virtualenv + install + the benchmarks (see benchmarks/README.md)
 python3 dev.py lock      # re-resolve requirements/*.lock (pip-compile, hashes); `lock --upgrade`
@@ -78,11 +78,12 @@ def lock(args: list[str]) -> None:
 def test(pytest_args: list[str]) -> None:
     if "--fast" in pytest_args:
         pytest_args = [a for a in pytest_args if a != "--fast"]
-        # one pytest-xdist worker per core, each with its own databases (tests/conftest.py)
+        # pytest-xdist workers, each with its own databases (tests/conftest.py): one more than
+        # the cores, as tests also wait (on the database, on the simulator's thread)
         workers = (
             []
             if any(a.startswith(("-n", "--numprocesses")) for a in pytest_args)
-            else ["-n", "auto"]
+            else ["-n", str((os.cpu_count() or 1) + 1)]
         )
         pytest_args[:0] = ["-m", "not slow", *workers]
     run(BIN / "ruff", "check", ".")
