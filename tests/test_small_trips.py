@@ -93,7 +93,9 @@ UNSUPPORTED = {
 def test_an_unsupported_database_is_one_line_and_exit_2(
     tmp_path: Path, url: str, needle: str
 ) -> None:
-    result = run(["sync"], tmp_path, {**one_account(), "INVENTORY_DATABASE_URL": url})
+    # A real process: the one line must be all the interpreter prints, up to its exit.
+    env = {**one_account(), "INVENTORY_DATABASE_URL": url}
+    result = run(["sync"], tmp_path, env, process=True)
     assert result.returncode == 2, result.stderr
     no_crash(result)
     assert needle in result.stderr
