@@ -76,16 +76,17 @@ def lock(args: list[str]) -> None:
 
 
 def test(pytest_args: list[str]) -> None:
+    # pytest-xdist workers, each with its own databases (tests/conftest.py): one more than the
+    # cores, as tests also wait (on the database, on the simulator's thread)
+    workers = ["-n", str((os.cpu_count() or 1) + 1)]
+    # Everything (CI): the tests not marked slow in parallel, then the slow ones one at a time,
+    # as their timings (replicas sharing a budget, deadlines, daemons) assume a machine of their
+    # own. With arguments, pytest runs once, as they say.
+    passes = [["-m", "not slow", *workers], ["-m", "slow"]] if not pytest_args else [pytest_args]
     if "--fast" in pytest_args:
         pytest_args = [a for a in pytest_args if a != "--fast"]
-        # pytest-xdist workers, each with its own databases (tests/conftest.py): one more than
-        # the cores, as tests also wait (on the database, on the simulator's thread)
-        workers = (
-            []
-            if any(a.startswith(("-n", "--numprocesses")) for a in pytest_args)
-            else ["-n", str((os.cpu_count() or 1) + 1)]
-        )
-        pytest_args[:0] = ["-m", "not slow", *workers]
+        chosen = any(a.startswith(("-n", "--numprocesses")) for a in pytest_args)
+        passes = [["-m", "not slow", *([] if chosen else workers), *pytest_args]]
     run(BIN / "ruff", "check", ".")
     run(BIN / "ruff", "format", "--check", ".")
     run(BIN / "mypy", "inventory", "migrations", "tests", "benchmarks", "scripts")
@@ -105,7 +106,8 @@ def test(pytest_args: list[str]) -> None:
     # pytest-xdist worker rewrites and compiles each test module again, and every `inventory`
     # process a test starts compiles the package again.
     cached = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    run(BIN / "pytest", *pytest_args, env=cached)
+    for args in passes:
+        run(BIN / "pytest", *args, env=cached)
 
 
 def mutate(args: list[str]) -> None:
