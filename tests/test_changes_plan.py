@@ -19,7 +19,6 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +32,6 @@ from typer.testing import CliRunner
 
 from inventory.cli import app
 from inventory.cli.render import results_table
-from inventory.db.engine import make_engine
 from inventory.reports.fields import FieldFilter
 from inventory.reports.named import REPORTS
 from inventory.reports.plan import (
@@ -45,10 +43,9 @@ from inventory.reports.plan import (
 )
 from inventory.selection import KnownAccount, SelectionError, parse_kinds, resolve_account
 from inventory.settings import Settings
-from inventory.simulator import SimulatedCloudflare, serve_in_thread
+from inventory.simulator import SimulatedCloudflare
 from inventory.sync.outcome import AccountResult
-from tests.support.db import module_database
-from tests.support.history import daily_cycles
+from tests.support.history import daily_cycles, module_history_setup
 from tests.support.history import day as history_day
 from tests.support.matrix import one_per_family
 from tests.support.settings import settings_for
@@ -145,14 +142,10 @@ def scenario_db(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
 ) -> Iterator[tuple[str, Scenario]]:
     """The scenario, built once per database kind: the tests that take it only read it."""
+    sim = SimulatedCloudflare(seed=5, accounts=2, portals_per_account=3)  # as `sim` below
     workdir = tmp_path_factory.mktemp("plan")
-    with ExitStack() as stack:
-        url = stack.enter_context(module_database(request.param, workdir, sqlite_template))
-        engine = make_engine(url)
-        stack.callback(engine.dispose)
-        sim = SimulatedCloudflare(seed=5, accounts=2, portals_per_account=3)  # as `sim` below
-        api_url = stack.enter_context(serve_in_thread(sim))
-        yield url, build_scenario(engine, settings_for(sim, api_url, url, cwd=workdir), sim)
+    with module_history_setup(request.param, workdir, sqlite_template, sim) as (url, engine, s):
+        yield url, build_scenario(engine, s, sim)
 
 
 @pytest.fixture

@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
-from inventory.db.engine import make_engine
 from inventory.reports import sql
 from inventory.reports.named import REPORTS, run_report
 from inventory.reports.queries import (
@@ -30,8 +28,7 @@ from inventory.reports.queries import (
     status_periods,
     sync_status,
 )
-from inventory.simulator import SimulatedCloudflare, serve_in_thread
-from tests.support.db import module_database
+from inventory.simulator import SimulatedCloudflare
 from tests.support.history import (
     FLAPPING,
     GONE_PORTAL,
@@ -41,9 +38,9 @@ from tests.support.history import (
     History,
     build_history,
     day,
+    module_history_setup,
     observed,
 )
-from tests.support.settings import settings_for
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "reports.md"
 
@@ -55,14 +52,10 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "reports.md"
 def built(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
 ) -> Iterator[tuple[Engine, History]]:
+    sim = SimulatedCloudflare(seed=3, accounts=3, portals_per_account=4)  # conftest's sim
     workdir = tmp_path_factory.mktemp("reports")
-    with ExitStack() as stack:
-        url = stack.enter_context(module_database(request.param, workdir, sqlite_template))
-        engine = make_engine(url)
-        stack.callback(engine.dispose)
-        sim = SimulatedCloudflare(seed=3, accounts=3, portals_per_account=4)  # conftest's sim
-        api_url = stack.enter_context(serve_in_thread(sim))
-        yield engine, build_history(engine, settings_for(sim, api_url, url, cwd=workdir), sim)
+    with module_history_setup(request.param, workdir, sqlite_template, sim) as (_, engine, s):
+        yield engine, build_history(engine, s, sim)
 
 
 @pytest.fixture(scope="module")

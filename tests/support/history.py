@@ -8,18 +8,22 @@ portal, an override toggled twice, a rejected record and a revoked account.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine, select
 
 from inventory.daemon.service import open_client
+from inventory.db.engine import make_engine
 from inventory.db.tables import TABLES
 from inventory.settings import Settings
-from inventory.simulator import Fault, SimulatedCloudflare
+from inventory.simulator import Fault, SimulatedCloudflare, serve_in_thread
 from inventory.sync.outcome import AccountResult
 from inventory.sync.syncer import Syncer
+from tests.support.db import module_database
+from tests.support.settings import settings_for
 
 PORTAL, FLAPPING, TOOLED, OVERRIDDEN = (
     "portal-platform-1",
@@ -128,3 +132,17 @@ def build_history(engine: Engine, settings: Settings, sim: SimulatedCloudflare) 
         sim.revoke(c)
         assert cycle(4) == ["succeeded", "succeeded", "failed"]
     return history
+
+
+@contextmanager
+def module_history_setup(
+    kind: str, workdir: Path, sqlite_template: Path, sim: SimulatedCloudflare
+) -> Iterator[tuple[str, Engine, Settings]]:
+    """For a module-scoped history: its own database of ``kind``, an engine on it, and the
+    settings of a sync from ``sim`` served over HTTP; all closed or dropped afterwards."""
+    with ExitStack() as stack:
+        url = stack.enter_context(module_database(kind, workdir, sqlite_template))
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        api_url = stack.enter_context(serve_in_thread(sim))
+        yield url, engine, settings_for(sim, api_url, url, cwd=workdir)
