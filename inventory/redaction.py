@@ -44,8 +44,9 @@ _PLAIN = (int, float, bool, type(None))
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
-_text_pattern: re.Pattern[str] | None = None
-_bytes_pattern: re.Pattern[bytes] | None = None
+# The patterns for _secrets, compiled when a line is first scrubbed after a registration (None:
+# not yet). Compiling on each registration cost O(n) per secret, O(n^2) for n accounts.
+_compiled: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
 
 
 def _variants(secret: str) -> Iterable[str]:
@@ -59,37 +60,50 @@ def _variants(secret: str) -> Iterable[str]:
 
 def register_secret(value: str | None) -> None:
     """Redact ``value`` from every log line from now on (ignored when shorter than MIN_LENGTH)."""
-    global _text_pattern, _bytes_pattern  # noqa: PLW0603 - one registry per process, by design
+    global _compiled  # noqa: PLW0603 - one registry per process, by design
     if not value or len(value) < MIN_LENGTH:
         return
     with _lock:
         if value in _secrets:
             return
         _secrets.add(value)
-        texts = sorted({v for s in _secrets for v in _variants(s)}, key=len, reverse=True)
-        _text_pattern = re.compile("|".join(map(re.escape, texts)))
-        raw = [t.encode("utf-8", "surrogatepass") for t in texts]
-        _bytes_pattern = re.compile(b"|".join(map(re.escape, raw)))
+        _compiled = None
 
 
 def registered_count() -> int:
     return len(_secrets)
 
 
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[bytes]] | None:
+    """The text and bytes patterns of every registered secret; None when there is none."""
+    global _compiled  # noqa: PLW0603
+    compiled = _compiled
+    if compiled is not None or not _secrets:
+        return compiled
+    with _lock:
+        if _compiled is None:
+            texts = sorted({v for s in _secrets for v in _variants(s)}, key=len, reverse=True)
+            raw = [t.encode("utf-8", "surrogatepass") for t in texts]
+            _compiled = (
+                re.compile("|".join(map(re.escape, texts))),
+                re.compile(b"|".join(map(re.escape, raw))),
+            )
+        return _compiled
+
+
 def scrub_text(text: str) -> str:
-    pattern = _text_pattern
-    return text if pattern is None else pattern.sub(REDACTED, text)
+    patterns = _patterns()
+    return text if patterns is None else patterns[0].sub(REDACTED, text)
 
 
 def scrub_value(value: Any, _depth: int = 0) -> Any:
     """``value`` with every registered secret replaced; unchanged objects are returned as-is."""
-    if _text_pattern is None or isinstance(value, _PLAIN):
+    if isinstance(value, _PLAIN) or (patterns := _patterns()) is None:
         return value
     if isinstance(value, str):
-        return scrub_text(value)
+        return patterns[0].sub(REDACTED, value)
     if isinstance(value, bytes | bytearray):
-        pattern = _bytes_pattern
-        return value if pattern is None else pattern.sub(REDACTED.encode(), bytes(value))
+        return patterns[1].sub(REDACTED.encode(), bytes(value))
     if _depth < _MAX_DEPTH and isinstance(value, Mapping):
         return {scrub_value(k, _depth + 1): scrub_value(v, _depth + 1) for k, v in value.items()}
     if _depth < _MAX_DEPTH and type(value) in (list, tuple, set, frozenset):
@@ -110,6 +124,6 @@ def _scrub_repr(value: object) -> object:
 
 def scrub_event(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Any:
     """structlog processor: the event with every registered secret replaced."""
-    if _text_pattern is None:
+    if _patterns() is None:
         return event_dict
     return {scrub_value(key): scrub_value(value) for key, value in event_dict.items()}

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import stamina
 import structlog
+import typer.main
+import typer.testing
 from hypothesis import Phase
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine
@@ -30,6 +32,11 @@ from tests.support.settings import settings_for
 from tests.support.trial import OpenTrial, open_trial
 
 __all__ = ["settings_for"]  # its home is tests.support.settings; imported here for older tests
+
+# typer's CliRunner builds the click command from every command function's signature on each
+# invoke (typing.get_type_hints and all): a tenth of the fast tests' CPU. The app does not change
+# during a run, so each app's command is built once; the product builds it once per process too.
+typer.testing.__dict__["_get_command"] = functools.cache(typer.main.get_command)
 
 # `dev.py mutate`: the same examples for every mutant, and no time spent shrinking a failure.
 hypothesis_settings.register_profile(

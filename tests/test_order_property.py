@@ -51,13 +51,17 @@ PORTALS, SERVERS = _listing()
 
 
 def _shuffled(items: list[dict[str, Any]], rng: random.Random) -> list[dict[str, Any]]:
-    items = copy.deepcopy(items)
+    items = copy.deepcopy(items)  # once: the nested lists are shuffled in this copy
+    _shuffle(items, rng)
+    return items
+
+
+def _shuffle(items: list[dict[str, Any]], rng: random.Random) -> None:
     rng.shuffle(items)
     for item in items:
         for name in ("servers", "tools", "prompts", "updated_tools", "updated_prompts"):
             if isinstance(item.get(name), list):
-                item[name] = _shuffled(item[name], rng)
-    return items
+                _shuffle(item[name], rng)
 
 
 def _tables(result: TransformResult) -> dict[str, Any]:
@@ -75,8 +79,11 @@ EXPECTED = _tables(transform_account(PORTALS, SERVERS))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rng=st.randoms(use_true_random=False), per_page=st.integers(1, 7))
-def test_any_order_gives_identical_tables(rng: random.Random, per_page: int) -> None:
+# A seed, not st.randoms(): Hypothesis's own Random draws every choice through the engine,
+# which cost the test four fifths of its time; a failure still names its seed.
+@given(seed=st.integers(0, 2**32 - 1), per_page=st.integers(1, 7))
+def test_any_order_gives_identical_tables(seed: int, per_page: int) -> None:
+    rng = random.Random(seed)
     portals, servers = _shuffled(PORTALS, rng), _shuffled(SERVERS, rng)
     # pages come in any order too: cut into pages, shuffle the pages, put them back together
     pages = [portals[i : i + per_page] for i in range(0, len(portals), per_page)]

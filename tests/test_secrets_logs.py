@@ -154,6 +154,18 @@ def test_the_scrubber_reaches_every_escape() -> None:
     assert scrubbed["exception"].startswith("ValueError('failed'")
 
 
+def test_a_secret_registered_after_lines_were_scrubbed_is_scrubbed_too() -> None:
+    # The patterns are compiled when a line needs them, not at each registration: one registered
+    # later must still make them stale.
+    first, later = "first-secret-" + "a" * 20, "later-secret-" + "b" * 20
+    register_secret(first)
+    assert scrub_event(None, "info", {"event": first})["event"] == REDACTED
+    assert scrub_event(None, "info", {"event": later})["event"] == later
+    register_secret(later)
+    event = scrub_event(None, "info", {"event": f"{first} {later}", "raw": later.encode()})
+    assert event == {"event": f"{REDACTED} {REDACTED}", "raw": REDACTED.encode()}
+
+
 def test_short_secrets_are_left_alone_and_warned_about(tmp_path: Path) -> None:
     register_secret("short")
     assert scrub_event(None, "info", {"event": "a short story"})["event"] == "a short story"

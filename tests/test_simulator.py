@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import signal
@@ -16,7 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
+from inventory.cloudflare.request import ssl_verify
 from inventory.simulator import Fault, SimulatedCloudflare, Violation, serve_in_thread
+
+# One TLS context for the module (httpx loads the CA bundle for every client otherwise; the
+# simulator speaks plain HTTP, so it is never used, only paid for).
+http_client = functools.partial(httpx.Client, verify=ssl_verify(True))
+http_get = functools.partial(httpx.get, verify=ssl_verify(True))
 
 # Cloudflare's published schema, extracted (a copy of ../shared/cloudflare/mcp-openapi.json).
 SPEC = Path(__file__).resolve().parent / "data" / "mcp-openapi.json"
@@ -41,7 +48,7 @@ def base_url(sim: SimulatedCloudflare) -> Iterator[str]:
 
 @pytest.fixture
 def client(base_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base_url, headers=BEARER, timeout=5) as c:
+    with http_client(base_url=base_url, headers=BEARER, timeout=5) as c:
         yield c
 
 
@@ -252,7 +259,7 @@ def test_both_auth_schemes_are_accepted(
     key_headers = {"X-Auth-Email": "sim@example.com", "X-Auth-Key": "sim-key"}
     bodies = []
     for headers in (BEARER, key_headers):
-        response = httpx.get(base_url + path(account, "portals"), headers=headers)
+        response = http_get(base_url + path(account, "portals"), headers=headers)
         assert response.status_code == 200
         bodies.append(response.content)
     assert bodies[0] == bodies[1]
@@ -272,7 +279,7 @@ def test_both_auth_schemes_are_accepted(
 def test_missing_or_wrong_credentials_get_403(
     base_url: str, account: str, headers: dict[str, str]
 ) -> None:
-    response = httpx.get(base_url + path(account, "portals"), headers=headers)
+    response = http_get(base_url + path(account, "portals"), headers=headers)
     assert response.status_code == 403
     assert error_codes(response) == [10000]
     assert response.json()["errors"][0]["message"] == "Authentication error"
@@ -280,7 +287,7 @@ def test_missing_or_wrong_credentials_get_403(
 
 @pytest.mark.parametrize("value", ["Token sim-token", "Bearer", "Bearer a b", "sim-token"])
 def test_malformed_authorization_header_gets_400(base_url: str, account: str, value: str) -> None:
-    response = httpx.get(base_url + path(account, "servers"), headers={"Authorization": value})
+    response = http_get(base_url + path(account, "servers"), headers={"Authorization": value})
     assert response.status_code == 400
     assert error_codes(response) == [6003]
     assert response.json()["errors"][0]["error_chain"][0]["code"] == 6111
@@ -386,7 +393,7 @@ def test_connections_are_kept_alive(client: httpx.Client, account: str) -> None:
 def test_rate_limit_blocks_for_the_window() -> None:
     sim = SimulatedCloudflare(rate_limit=(3, 60.0))
     account = sim.account_ids[0]
-    with serve_in_thread(sim) as url, httpx.Client(base_url=url, headers=BEARER) as client:
+    with serve_in_thread(sim) as url, http_client(base_url=url, headers=BEARER) as client:
         statuses = [client.get(path(account, "portals")).status_code for _ in range(3)]
         assert statuses == [200, 200, 200]
         blocked = client.get(path(account, "portals"))
@@ -397,7 +404,7 @@ def test_rate_limit_blocks_for_the_window() -> None:
         assert client.get(path(account, "servers")).status_code == 429
         # the window is per credential
         other = {"X-Auth-Email": "sim@example.com", "X-Auth-Key": "sim-key"}
-        assert httpx.get(url + path(account, "portals"), headers=other).status_code == 200
+        assert http_get(url + path(account, "portals"), headers=other).status_code == 200
 
 
 def test_unchanged_pages_are_byte_identical(
@@ -504,11 +511,11 @@ def test_stall_fault_times_out_a_patient_client_too(
 ) -> None:
     sim.faults.add(Fault("stall", seconds=0.4, times=2))
     with (
-        httpx.Client(base_url=base_url, headers=BEARER, timeout=0.15) as impatient,
+        http_client(base_url=base_url, headers=BEARER, timeout=0.15) as impatient,
         pytest.raises(httpx.ReadTimeout),
     ):
         impatient.get(path(account, "portals"))
-    with httpx.Client(base_url=base_url, headers=BEARER, timeout=5) as patient:
+    with http_client(base_url=base_url, headers=BEARER, timeout=5) as patient:
         started = time.monotonic()
         with pytest.raises(httpx.RemoteProtocolError):
             patient.get(path(account, "portals"))
@@ -822,7 +829,7 @@ def test_churn_changes_about_the_fraction() -> None:
 
 def test_control_endpoints(sim: SimulatedCloudflare, base_url: str, account: str) -> None:
     control = base_url.removesuffix("/client/v4") + "/__simulator"
-    with httpx.Client(headers=BEARER) as client:
+    with http_client(headers=BEARER) as client:
         assert client.get(control + "/accounts").json() == {"account_ids": sim.account_ids}
         steps = client.post(control + "/advance", params={"steps": 3}).json()
         assert len(steps) == 3
@@ -865,7 +872,7 @@ def test_module_runs_until_interrupted(signum: signal.Signals, inherited_ignore:
         base_url = process.stdout.readline().split()[-1]
         assert base_url.startswith("http://127.0.0.1:")
         account = SimulatedCloudflare(seed=4).account_ids[0]
-        response = httpx.get(base_url + path(account, "servers"), headers=BEARER, timeout=5)
+        response = http_get(base_url + path(account, "servers"), headers=BEARER, timeout=5)
         assert response.status_code == 200
         process.send_signal(signum)
         assert process.wait(timeout=10) == 0
@@ -878,11 +885,11 @@ def test_module_runs_until_interrupted(signum: signal.Signals, inherited_ignore:
 
 def test_server_stops_on_exit() -> None:
     sim = SimulatedCloudflare(accounts=1)
-    with serve_in_thread(sim) as url, httpx.Client(base_url=url, headers=BEARER) as client:
+    with serve_in_thread(sim) as url, http_client(base_url=url, headers=BEARER) as client:
         assert client.get(path(sim.account_ids[0], "portals")).status_code == 200
     assert url.startswith("http://127.0.0.1:")
     with pytest.raises(httpx.TransportError):
-        httpx.get(url + path(sim.account_ids[0], "portals"), headers=BEARER, timeout=2)
+        http_get(url + path(sim.account_ids[0], "portals"), headers=BEARER, timeout=2)
 
 
 def test_benchmark_shape_is_served_quickly() -> None:
@@ -898,7 +905,7 @@ def test_benchmark_shape_is_served_quickly() -> None:
     account = sim.account_ids[1]
     with (
         serve_in_thread(sim) as url,
-        httpx.Client(base_url=url, headers=BEARER, timeout=30) as client,
+        http_client(base_url=url, headers=BEARER, timeout=30) as client,
     ):
         started = time.monotonic()
         size = 0
@@ -930,6 +937,6 @@ def test_a_client_resetting_its_connection_prints_no_traceback(
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()
     time.sleep(0.3)
-    assert httpx.get(f"{base_url}/accounts/x{MCP}/portals").status_code in (400, 403)
+    assert http_get(f"{base_url}/accounts/x{MCP}/portals").status_code in (400, 403)
     err = capfd.readouterr().err
     assert "Traceback" not in err, err

@@ -36,6 +36,7 @@ import structlog
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from inventory.cloudflare.request import ssl_verify
 from inventory.db.outbox import (
     Lease,
     OutboxRow,
@@ -110,7 +111,10 @@ class Deliverer:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_ttl = lease_ttl
         self._wake: dict[str, threading.Event] = {}  # per target worker, while serving
-        self._client = httpx.Client(follow_redirects=False, transport=transport)
+        # The process's one TLS context (httpx would load the CA bundle again for this client).
+        self._client = httpx.Client(
+            follow_redirects=False, verify=ssl_verify(True), transport=transport
+        )
         # One pass per target at a time in this process too (the lease tells holders apart).
         self._passes: dict[str, threading.Lock] = {}
         self._passes_lock = threading.Lock()

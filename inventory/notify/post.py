@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import httpx
 
+from inventory.cloudflare.request import ssl_verify
 from inventory.notify.events import new_event
 from inventory.notify.formats import request_for
 from inventory.settings.notify import NotifyTarget
@@ -111,7 +112,7 @@ def send_test_events(targets: Sequence[NotifyTarget]) -> list[tuple[str, Answer]
     """``inventory notify test``: a ``notify.test`` event to each target, no outbox, no retry."""
 
     answers = []
-    with httpx.Client(follow_redirects=False) as client:
+    with httpx.Client(follow_redirects=False, verify=ssl_verify(True)) as client:
         for target in targets:
             now = datetime.now(UTC)
             event = new_event("notify.test", ("", None), run_id=None, at=now)
