@@ -38,6 +38,20 @@ __all__ = ["settings_for"]  # its home is tests.support.settings; imported here 
 # during a run, so each app's command is built once; the product builds it once per process too.
 typer.testing.__dict__["_get_command"] = functools.cache(typer.main.get_command)
 
+# structlog's default set-up, but for its traceback: the default renders a logged exception with
+# rich, source lines and locals (pygments and all), seconds of CPU for a test that logs a failed
+# sync. The product never runs with the default (inventory.logs); its tracebacks are plain too.
+structlog.configure(
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.StackInfoRenderer(),
+        structlog.dev.set_exc_info,
+        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+    ]
+)
+
 # `dev.py mutate`: the same examples for every mutant, and no time spent shrinking a failure.
 hypothesis_settings.register_profile(
     "mutate", database=None, phases=[Phase.explicit, Phase.reuse, Phase.generate]
