@@ -88,19 +88,25 @@ def test_a_day_of_cloudflare_resyncs_writes_no_version(
 def test_six_hours_of_cloudflare_resyncs_write_no_version(
     syncer: Syncer, settings: Settings, engine: Engine, sim: SimulatedCloudflare
 ) -> None:
-    resync_for(DAY / 4, syncer, settings, engine, sim)
+    # every 30 minutes: each re-sync still falls between two syncs, in half the syncs of the day's
+    resync_for(DAY / 4, syncer, settings, engine, sim, cadence=2 * CADENCE)
 
 
 def resync_for(
-    period: timedelta, syncer: Syncer, settings: Settings, engine: Engine, sim: SimulatedCloudflare
+    period: timedelta,
+    syncer: Syncer,
+    settings: Settings,
+    engine: Engine,
+    sim: SimulatedCloudflare,
+    cadence: timedelta = CADENCE,
 ) -> None:
-    """Cloudflare re-syncs each server every 2 hours; we sync every 15 minutes for ``period``."""
+    """Cloudflare re-syncs each server every 2 hours; we sync every ``cadence`` for ``period``."""
     sync(syncer, settings)
     versions = scalar(engine, "SELECT count(*) FROM servers_history")
     start = sim.now + timedelta(seconds=1)  # after the first sync's changes
     observed = 0
-    for _ in range(int(period / CADENCE)):
-        sim.pass_time(CADENCE)
+    for _ in range(int(period / cadence)):
+        sim.pass_time(cadence)
         for result in sync(syncer, settings):
             assert result.counts
             assert not any(any(c.values()) for c in result.counts.values())

@@ -15,7 +15,16 @@ import pytest
 HEAVY = ("sqlalchemy", "httpx", "structlog", "apscheduler", "alembic", "psycopg", "stamina")
 
 
+_SEEN: dict[tuple[str, ...], set[str]] = {}  # one process per command for the module
+
+
 def imported_modules(args: list[str], cwd: Path) -> set[str]:
+    if tuple(args) not in _SEEN:
+        _SEEN[tuple(args)] = _imported_modules(args, cwd)
+    return _SEEN[tuple(args)]
+
+
+def _imported_modules(args: list[str], cwd: Path) -> set[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INVENTORY_", "CLOUDFLARE_"))}
     env["INVENTORY_ACCOUNTS"] = json.dumps([{"id": "0" * 32, "api_token": "t" * 40}])
     env["INVENTORY_DATABASE_URL"] = "postgresql://inventory:secretpassword@db/inventory"
