@@ -30,6 +30,11 @@ COMMANDS: dict[str, list[str]] = {
     "inventory --help": ["-m", "inventory", "--help"],
     "inventory config check": ["-m", "inventory", "config", "check"],
     "inventory changes --help": ["-m", "inventory", "changes", "--help"],
+    # The floor under `config check`: the libraries it prints with, before any of our code.
+    "its libraries alone": [
+        "-c",
+        "import pydantic_settings, typer, typer._adapters, rich.console, rich.table",
+    ],
 }
 
 
