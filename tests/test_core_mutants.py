@@ -14,10 +14,14 @@ from typing import Any
 
 import pytest
 
+from inventory.cloudflare.models import Portal
+from inventory.rows import OBSERVED, Row
+from inventory.sync.copies import differing, embedded_entries
 from inventory.sync.coverage import Coverage
 from inventory.sync.diff import ChangeSet, KindChanges, diff_snapshot, portal_only_absences
-from inventory.sync.digest import content_hash, server_digest
-from inventory.sync.transform import KINDS, Key, Kind, transform_account
+from inventory.sync.digest import content_hash, make_server_row, server_digest
+from inventory.sync.notes import Notes
+from inventory.sync.transform import KINDS, Key, Kind, Snapshot, TransformResult, transform_account
 from inventory.sync.validation import plainly_storable, storable_problem
 
 
@@ -742,3 +746,318 @@ def test_portal_only_servers_go_after_two_absences_in_complete_listings() -> Non
     )
     incomplete = Coverage(portals_complete=False)
     assert portal_only_absences({"s3"}, {"s3"}, incomplete) == (set(), set())
+
+
+T1 = "2026-03-01T10:00:00Z"
+T2 = "2026-03-01T11:00:00Z"
+
+
+# --- warnings: enum values the schema does not list ----------------------------------------------
+
+
+def test_an_unknown_status_or_auth_type_is_a_warning_naming_field_value_and_server() -> None:
+    result = transform_account(
+        [], [server("s1", status="exploded"), server("s2", auth_type="mtls"), server("s3")]
+    )
+    assert result.warnings == [
+        "auth_type 'mtls' is not in the published schema; stored as text for 1 server (s2)",
+        "status 'exploded' is not in the published schema; stored as text for 1 server (s1)",
+    ]
+
+
+def test_every_published_status_and_auth_type_passes_without_a_warning() -> None:
+    servers = [
+        server(f"s{n}-{a}", status=s, auth_type=a)
+        for n, s in enumerate(("waiting", "ready", "stale", "error"))
+        for a in ("oauth", "bearer", "unauthenticated")
+    ]
+    assert transform_account([], servers).warnings == []
+
+
+def test_a_server_only_a_portal_shows_is_checked_too() -> None:
+    only = embedded(server("s9", status="paused"))
+    result = transform_account([portal("p1", [only])], [])
+    assert result.warnings == [
+        "status 'paused' is not in the published schema; stored as text for 1 server (s9)"
+    ]
+
+
+def test_one_warning_per_value_with_its_servers_sorted() -> None:
+    servers = [server(sid, status="paused") for sid in ("s3", "s1", "s2")]
+    servers += [server("s4", status="broken"), server("s5", status="Ready")]
+    assert transform_account([], servers).warnings == [
+        "status 'Ready' is not in the published schema; stored as text for 1 server (s5)",
+        "status 'broken' is not in the published schema; stored as text for 1 server (s4)",
+        "status 'paused' is not in the published schema; stored as text for 3 servers (s1, s2, s3)",
+    ]
+
+
+def test_a_warning_shows_five_examples_and_counts_the_rest() -> None:
+    def warning_for(count: int) -> str:
+        servers = [server(f"s{n}", auth_type="mtls") for n in range(count)]
+        [warning] = transform_account([], servers).warnings
+        return warning.split("stored as text for ")[1]
+
+    assert warning_for(2) == "2 servers (s0, s1)"
+    assert warning_for(5) == "5 servers (s0, s1, s2, s3, s4)"
+    assert warning_for(6) == "6 servers (s0, s1, s2, s3, s4 and 1 more)"
+    assert warning_for(8) == "8 servers (s0, s1, s2, s3, s4 and 3 more)"
+
+
+def test_the_same_unknown_value_in_both_fields_is_two_warnings() -> None:
+    result = transform_account([], [server("s1", status="odd", auth_type="odd")])
+    assert [w.split(" is ")[0] for w in result.warnings] == ["auth_type 'odd'", "status 'odd'"]
+    assert Notes().warnings() == []  # nothing noted, nothing said
+
+
+# --- warnings: embedded copies that disagree with /servers -------------------------------------
+
+
+def test_disagreeing_copies_are_one_warning_sorted_by_server_then_portal() -> None:
+    s1, s2 = server("s1", description="y"), server("s2")
+    portals = [
+        portal("p2", [embedded(s1, name="old", description="x"), embedded(s2, status="error")]),
+        portal("p1", [embedded(s1, name="older")]),
+    ]
+    result = transform_account(portals, [s2, s1])
+    assert result.warnings == [
+        "embedded copies disagree with /servers, whose copy is stored: 3 servers "
+        "(s1 in portal p1: name, s1 in portal p2: description, name, s2 in portal p2: status)"
+    ]
+
+
+def test_disagreeing_copies_past_five_are_counted_and_come_after_unknown_values() -> None:
+    listed = [server(f"s{n}", status="odd") for n in range(7)]
+    portals = [portal("p1", [embedded(s, name="stale") for s in listed])]
+    warnings = transform_account(portals, listed).warnings
+    assert warnings[0].startswith("status 'odd' is not in the published schema")
+    assert warnings[1] == (
+        "embedded copies disagree with /servers, whose copy is stored: 7 servers "
+        "(s0 in portal p1: name, s1 in portal p1: name, s2 in portal p1: name, "
+        "s3 in portal p1: name, s4 in portal p1: name and 2 more)"
+    )
+    assert len(warnings) == 2
+
+
+def test_copies_that_agree_with_servers_say_nothing() -> None:
+    s1 = server("s1")
+    assert transform_account([portal("p1", [embedded(s1)])], [s1]).warnings == []
+
+
+# --- differing: which fields of an embedded copy count -------------------------------------------
+
+
+def test_attachment_fields_ids_and_observations_are_not_compared() -> None:
+    listed = server("s1", last_synced=T1, last_successful_sync=T1)
+    copy_ = embedded(
+        listed,
+        id="other",
+        server_id="s1",
+        default_disabled=True,
+        on_behalf=False,
+        updated_tools=[{"name": "a", "enabled": False}],
+        updated_prompts=[{"name": "p", "enabled": False}],
+        last_synced=T2,
+        last_successful_sync=T2,
+    )
+    assert differing(copy_, {**listed, "updated_tools": [], "updated_prompts": []}) == []
+
+
+def test_only_fields_both_copies_carry_are_compared_and_come_sorted() -> None:
+    listed = {"name": "a", "status": "ready", "hostname": "h"}
+    copy_ = {"status": "error", "name": "b", "description": "only here", "hostname": "h"}
+    assert differing(copy_, listed) == ["name", "status"]
+    assert differing({"name": "a"}, {}) == []
+
+
+def test_tools_and_prompts_are_compared_by_count_only() -> None:
+    listed = {"tools": [{"name": "a"}], "prompts": [{"name": "p"}, {"name": "q"}]}
+    same_count = {"tools": [{"name": "renamed"}], "prompts": [{"name": "x"}, {"name": "y"}]}
+    assert differing(same_count, listed) == []
+    more = {"tools": [{"name": "a"}, {"name": "b"}], "prompts": [{"name": "p"}]}
+    assert differing(more, listed) == ["prompts", "tools"]
+    assert differing({"tools": None, "prompts": "x"}, listed) == []
+    assert differing({"tools": []}, {"tools": None}) == []
+
+
+def test_a_list_in_another_order_is_the_same_value() -> None:
+    listed = {"scopes": ["read", "write"], "items": [{"a": 1, "b": 2}, {"c": 3}]}
+    reordered = {"scopes": ["write", "read"], "items": [{"c": 3}, {"b": 2, "a": 1}]}
+    assert differing(reordered, listed) == []
+
+
+def test_lists_differ_by_an_item_a_count_or_a_repeat() -> None:
+    listed = {"scopes": ["read", "write"]}
+    assert differing({"scopes": ["read", "admin"]}, listed) == ["scopes"]
+    assert differing({"scopes": ["read"]}, listed) == ["scopes"]
+    assert differing({"scopes": ["read", "read"]}, listed) == ["scopes"]
+    assert differing({"scopes": ["read", "write", "read"]}, listed) == ["scopes"]
+    assert differing({"scopes": "read"}, {"scopes": ["read"]}) == ["scopes"]
+    assert differing({"scopes": ["read"]}, {"scopes": "read"}) == ["scopes"]
+
+
+def test_a_list_differs_from_a_text_or_an_object_of_the_same_items() -> None:
+    assert differing({"scopes": ["a", "b"]}, {"scopes": "ab"}) == ["scopes"]
+    assert differing({"scopes": "ab"}, {"scopes": ["a", "b"]}) == ["scopes"]
+    assert differing({"scopes": {"a": 1}}, {"scopes": ["a"]}) == ["scopes"]
+    assert differing({"scopes": ["a"]}, {"scopes": {"a": 1}}) == ["scopes"]
+
+
+def test_values_json_cannot_encode_are_compared_by_their_text() -> None:
+    when = datetime(2026, 3, 1, tzinfo=UTC)
+    assert differing({"at": [when, 1]}, {"at": [1, when]}) == []
+    assert differing({"at": [when]}, {"at": [datetime(2026, 3, 2, tzinfo=UTC)]}) == ["at"]
+
+
+def test_list_items_are_compared_whole_not_by_their_keys_alone() -> None:
+    listed = {"items": [{"a": 1}, {"a": 2}]}
+    assert differing({"items": [{"a": 2}, {"a": 3}]}, listed) == ["items"]
+    assert differing({"items": [{"a": 1, "b": None}, {"a": 2}]}, listed) == ["items"]
+
+
+# --- embedded_entries: a server a portal embeds more than once ---------------------------------
+
+
+def _entries(servers: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    raw = portal("p1", servers)
+    return [(e.key, dict(r)) for e, r in embedded_entries(Portal.model_validate(raw), raw)]
+
+
+def test_a_portal_keeps_every_server_it_embeds_once_in_its_order() -> None:
+    servers = [embedded(server(sid)) for sid in ("s2", "s1", "s3")]
+    assert [key for key, _ in _entries(servers)] == ["s2", "s1", "s3"]
+
+
+def test_of_a_repeated_server_the_same_copy_is_kept_whatever_the_order() -> None:
+    first = embedded(server("s1"), description="b")
+    second = embedded(server("s1"), description="a")
+    third = embedded(server("s1"), description="c")
+    other = embedded(server("s2"))
+    for order in ([first, second, third, other], [third, other, second, first]):
+        kept = dict(_entries(order))
+        assert set(kept) == {"s1", "s2"}
+        assert kept["s1"]["description"] == "a"
+        assert len(_entries(order)) == 2
+
+
+def test_a_repeated_server_links_the_chosen_copy_whatever_the_order() -> None:
+    one = embedded(server("s1"), default_disabled=True, on_behalf=False)
+    two = embedded(server("s1"), default_disabled=False, on_behalf=True)
+    links = {
+        transform_account([portal("p1", order)], [])
+        .snapshot["portal_server"][("p1", "s1")]
+        .values["default_disabled"]
+        for order in ([one, two], [two, one])
+    }
+    assert len(links) == 1
+
+
+def test_a_server_a_portal_embeds_after_one_already_stored_is_still_linked_and_stored() -> None:
+    s1, s8, s9 = server("s1"), server("s8"), server("s9")
+    portals = [
+        portal("p1", [embedded(s9)]),
+        portal("p2", [embedded(s9), embedded(s1), embedded(s8)]),
+    ]
+    result = transform_account(portals, [s1])
+    assert set(result.snapshot["portal_server"]) == {
+        ("p1", "s9"),
+        ("p2", "s9"),
+        ("p2", "s1"),
+        ("p2", "s8"),
+    }
+    assert set(result.snapshot["server"]) == {("s1",), ("s8",), ("s9",)}
+
+
+def test_a_protected_server_a_portal_embeds_does_not_hide_the_ones_after_it() -> None:
+    s8 = server("s8")
+    bad = {"id": "s7", "name": 7}  # rejected with its id: s7 stays as stored
+    portals = [portal("p1", [embedded(server("s7")), embedded(s8)])]
+    result = transform_account(portals, [bad])
+    assert set(result.snapshot["portal_server"]) == {("p1", "s7"), ("p1", "s8")}
+    assert set(result.snapshot["server"]) == {("s8",)}
+
+
+# --- the observations: Cloudflare's sync times, apart from a server's content ------------------
+
+
+def test_a_server_rows_observations_are_its_sync_times_in_order() -> None:
+    raw = server("s1", last_synced=T1, last_successful_sync=T2)
+    row = transform_account([], [raw]).snapshot["server"][("s1",)]
+    assert OBSERVED == ("last_synced", "last_successful_sync")
+    assert row.observed == (
+        datetime(2026, 3, 1, 10, tzinfo=UTC),
+        datetime(2026, 3, 1, 11, tzinfo=UTC),
+    )
+    assert make_server_row(dict(row.values)).observed == row.observed
+
+
+def test_a_server_digest_leaves_out_the_sync_times_in_columns_and_raw() -> None:
+    values = {"name": "a", "last_synced": 1, "last_successful_sync": 2}
+    values["raw"] = {"name": "a", "last_synced": "1", "last_successful_sync": "2"}
+    moved = {"name": "a", "last_synced": 3, "last_successful_sync": 4}
+    moved["raw"] = {"name": "a", "last_synced": "3", "last_successful_sync": "4"}
+    assert server_digest(values) == server_digest(moved)
+    assert server_digest(values) == server_digest({"name": "a", "raw": {"name": "a"}})
+
+
+def test_a_server_digest_counts_everything_else_in_columns_and_raw() -> None:
+    values = {"name": "a", "last_synced": 1, "raw": {"name": "a", "extra": 1}}
+    assert server_digest(values) != server_digest({**values, "name": "b"})
+    assert server_digest(values) != server_digest({**values, "raw": {"name": "a", "extra": 2}})
+    assert server_digest(values) != server_digest({**values, "raw": {"name": "a"}})
+    assert server_digest({"raw": None}) != server_digest({"raw": []})
+    assert server_digest({"raw": ["last_synced"]}) != server_digest({"raw": []})
+
+
+Observed = dict[Kind, dict[Key, tuple[Any, ...]]]
+
+
+def _server_snapshot(**times: str) -> tuple[TransformResult, Observed]:
+    """One server's transform, and its observations as they would be stored."""
+    result = transform_account([], [server("s1", **times)])
+    rows = result.snapshot["server"]
+    return result, {"server": {key: row.observed for key, row in rows.items()}}
+
+
+def test_moved_sync_times_are_an_observation_not_a_change() -> None:
+    _, observed = _server_snapshot(last_synced=T1, last_successful_sync=T1)
+    result, _ = _server_snapshot(last_synced=T2, last_successful_sync=T1)
+    stored = stored_from([], [server("s1")])
+    changes = diff_snapshot(stored, result.snapshot, result.coverage, observed)
+    server_changes = changes.kinds["server"]
+    assert server_changes.observations == {("s1",): result.snapshot["server"][("s1",)]}
+    assert not server_changes.updates
+    assert not server_changes.inserts
+    assert not changes
+    assert changes.writes
+
+
+def test_unmoved_sync_times_are_no_observation() -> None:
+    result, observed = _server_snapshot(last_synced=T1, last_successful_sync=T1)
+    stored = stored_from([], [server("s1")])
+    assert not diff_snapshot(stored, result.snapshot, result.coverage, observed).writes
+
+
+def test_without_stored_observations_nothing_is_an_observation() -> None:
+    result, _ = _server_snapshot(last_synced=T2)
+    stored = stored_from([], [server("s1")])
+    none: list[Observed | None] = [None, {}, {"server": {}}, {"portal": {("s1",): ("x",)}}]
+    for observed in none:
+        changes = diff_snapshot(stored, result.snapshot, result.coverage, observed)
+        assert not changes.writes, observed
+
+
+def test_a_changed_server_with_moved_times_is_an_update_only() -> None:
+    _, observed = _server_snapshot(last_synced=T1)
+    result = transform_account([], [server("s1", name="new", last_synced=T2)])
+    stored = stored_from([], [server("s1")])
+    changes = diff_snapshot(stored, result.snapshot, result.coverage, observed)
+    assert set(changes.kinds["server"].updates) == {("s1",)}
+    assert changes.kinds["server"].observations == {}
+
+
+def test_rows_without_observations_are_never_an_observation() -> None:
+    seen: Snapshot = {"portal": {("p1",): Row(values={"a": 1}, digest="d")}}
+    stored: dict[Kind, dict[Key, str]] = {"portal": {("p1",): "d"}}
+    observed: Observed = {"portal": {("p1",): ("then",)}}
+    assert not diff_snapshot(stored, seen, Coverage(), observed).writes
