@@ -25,6 +25,9 @@ class BudgetAsk:
     blocked_for: float = 0.0  # seconds the server said it blocks the credential
     give_back: int = 0  # slots of an earlier grant that were never used ...
     window: object = None  # ... in this window (``BudgetGrant.window``)
+    waiter: str = ""  # the asker's id: requests left wanting wait, the oldest served first ...
+    ranks: tuple[float, ...] = ()  # ... by rank (lowest first): those this batch is for ...
+    waiter_for: float = 0.0  # ... for this many seconds, unless their process asks again
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,81 @@ def test_what_the_server_reports_raises_the_shared_count(pg_engine: Engine) -> N
     assert 29 < blocked.wait <= 30
 
 
+def test_slots_an_older_waiter_elsewhere_wants_are_held_back_for_it(pg_engine: Engine) -> None:
+    store, credential = PostgresBudgetStore(pg_engine), key()
+    assert store.reserve(credential, BudgetAsk(slots=LIMIT, limit=LIMIT, span=0.3)).slots == LIMIT
+    # The window is spent; process "a" waits for 4 slots with an older request (rank 5).
+    older = BudgetAsk(slots=4, limit=LIMIT, span=0.3, waiter="a", ranks=(5.0,), waiter_for=60.0)
+    spent = store.reserve(credential, older)
+    assert spent.slots == 0
+    time.sleep(spent.wait + 0.01)  # the window ends
+    # Process "b" asks first, with a younger request (rank 9): "a"'s four are held back.
+    younger = BudgetAsk(
+        slots=LIMIT, limit=LIMIT, span=0.3, waiter="b", ranks=(9.0,), waiter_for=60.0
+    )
+    assert store.reserve(credential, younger).slots == LIMIT - 4
+    assert store.reserve(credential, older).slots == 4
+    # "b" waits for 4 more now, but holds nothing back from an older request.
+    oldest = BudgetAsk(slots=2, limit=LIMIT, span=0.3, waiter="c", ranks=(1.0,), waiter_for=60.0)
+    spent = store.reserve(credential, oldest)
+    assert spent.slots == 0
+    time.sleep(spent.wait + 0.01)
+    assert store.reserve(credential, oldest).slots == 2
+
+
+def test_requests_are_served_in_rank_order_across_processes(pg_engine: Engine) -> None:
+    store, credential = PostgresBudgetStore(pg_engine), key()
+    assert store.reserve(credential, BudgetAsk(slots=LIMIT - 4, limit=LIMIT, span=60.0)).slots
+    assert store.reserve(credential, BudgetAsk(slots=4, limit=LIMIT, span=0.3)).slots == 4
+    # "a" waits with two requests, two slots each: the oldest of all (1) and a young one (5).
+    a = BudgetAsk(slots=4, limit=LIMIT, span=0.3, waiter="a", ranks=(1.0, 5.0), waiter_for=60.0)
+    spent = store.reserve(credential, a)
+    assert spent.slots == 0
+    time.sleep(spent.wait + 0.01)  # four slots are free again
+    # "b"'s request (3) comes after "a"'s first and before its second: two of the four.
+    b = BudgetAsk(slots=4, limit=LIMIT, span=0.3, waiter="b", ranks=(3.0,), waiter_for=60.0)
+    assert store.reserve(credential, b).slots == 2
+    assert store.reserve(credential, a).slots == 2
+
+
+def test_a_waiter_that_stops_asking_holds_nothing_back_once_its_entry_expires(
+    pg_engine: Engine,
+) -> None:
+    store, credential = PostgresBudgetStore(pg_engine), key()
+    assert store.reserve(credential, BudgetAsk(slots=LIMIT, limit=LIMIT, span=0.3)).slots == LIMIT
+    gone = BudgetAsk(slots=4, limit=LIMIT, span=0.3, waiter="a", ranks=(5.0,), waiter_for=0.2)
+    spent = store.reserve(credential, gone)
+    assert spent.slots == 0
+    time.sleep(max(spent.wait, 0.2) + 0.01)  # the window ends, and the entry with it
+    younger = BudgetAsk(
+        slots=LIMIT, limit=LIMIT, span=0.3, waiter="b", ranks=(9.0,), waiter_for=0.2
+    )
+    assert store.reserve(credential, younger).slots == LIMIT
+
+
+class RecordingStore:
+    def __init__(self) -> None:
+        self.asks: list[BudgetAsk] = []
+
+    def reserve(self, credential_key: str, ask: BudgetAsk) -> BudgetGrant:
+        self.asks.append(ask)
+        return BudgetGrant(slots=ask.slots, used=ask.slots, wait=0.0)
+
+
+def test_an_ask_carries_the_ranks_of_the_requests_it_is_for() -> None:
+    store = RecordingStore()
+    limiter = SharedRateLimiter(store, key(), requests=LIMIT, period=60, batch=10, hold=10.0)
+    with ranked(7.0):
+        limiter.settle(limiter.acquire_slot()[1])  # the probe
+    with ranked(3.0):
+        limiter.acquire_slot()
+    limiter.close()
+    probe, batch = store.asks[:2]
+    assert (probe.ranks, batch.ranks) == ((7.0,), (3.0,))
+    assert probe.waiter == batch.waiter != ""
+    assert batch.waiter_for == 30.0  # three holds
+
+
 def test_the_limiter_takes_batches_not_one_round_trip_per_request(pg_engine: Engine) -> None:
     calls: list[BudgetAsk] = []
 

@@ -10,6 +10,7 @@ import contextlib
 import itertools
 import threading
 import time
+import uuid
 from bisect import bisect_left, insort
 from collections.abc import Callable, Mapping
 
@@ -34,8 +35,10 @@ class SharedRateLimiter:
     within that time.
 
     Threads waiting here take the granted slots by rank (``ranked``: the daemon's oldest last
-    success first; equal ranks in the order they came). The store grants batches to the
-    processes in the order they ask.
+    success first; equal ranks in the order they came), and so do the processes: each ask carries
+    the ranks of the threads it is for (two slots each: a request and its sync's next one), and
+    the store holds back the slots that an older request waiting in another process still wants
+    (its entry counts for ``3 * hold``, renewed by each ask).
 
     As with ``RateLimiter``: the first request goes alone (the *probe*), the others wait for
     its answer; the server's ``Ratelimit`` headers correct the shared count upwards (another
@@ -85,6 +88,7 @@ class SharedRateLimiter:
         self._server_block_until = 0.0  # the server blocks the credential (429) until then
         self._server_used = 0
         self._server_used_at = 0.0
+        self._id = uuid.uuid4().hex  # this process's name for itself among the store's waiters
 
     def __repr__(self) -> str:
         return f"SharedRateLimiter(requests={self._limit}, period={self._window:g})"
@@ -146,8 +150,9 @@ class SharedRateLimiter:
     def _reserve(self, now: float) -> bool:
         """Ask the store for a batch (lock held on entry and exit); True if it had to wait."""
         probe = not self._calibrated
+        slots = 1 if probe else min(self._batch, 2 * self._waiting)
         ask = BudgetAsk(
-            slots=1 if probe else min(self._batch, 2 * self._waiting),
+            slots=slots,
             limit=self._limit,
             span=self._window + 3 * self._hold,
             server_used=self._server_used,
@@ -155,6 +160,9 @@ class SharedRateLimiter:
             blocked_for=max(self._server_block_until - now, 0.0),
             give_back=self._unused,
             window=self._window_id,
+            waiter=self._id,
+            ranks=tuple(rank for rank, _ in self._queue[: (slots + 1) // 2]),  # two a request
+            waiter_for=3 * self._hold,
         )
         self._server_used = self._unused = 0
         self._fetching = True
@@ -164,8 +172,9 @@ class SharedRateLimiter:
             granted_at = self._clock()
             if grant.slots == 0:
                 # Ask again after one lease at most: other processes give back what their lease
-                # left unsent within ``hold``, and those slots are spendable in this window.
-                self._sleep(max(min(grant.wait, self._hold), 0.001))
+                # left unsent within ``hold``, and those slots are spendable in this window;
+                # slots held back for an older request elsewhere are taken within that too.
+                self._sleep(min(grant.wait, self._hold) if grant.wait > 0 else self._hold)
         finally:
             self._cond.acquire()
             self._fetching = False

@@ -13,9 +13,19 @@ request's arrival, so a slot used late in one fixed window would still count whe
 window's burst arrives; each batch here frees its slots exactly one span after it was granted.
 A process that dies therefore holds nothing longer than one span: the window and two ``hold``
 times (inventory/ratelimit.py, ``SharedRateLimiter``).
+
+Which process gets the slots: each ask carries the ranks of the waiting requests it is for
+(the daemon's: their accounts' last success), each with an equal share of the slots asked; the
+requests left wanting are recorded as waiters (``waiter_*``) until a short expiry, renewed each
+time their process asks again. Slots that an older request waiting elsewhere still wants are
+held back for it: requests are served oldest first across the replicas, as they are within
+one, not in the order their processes happen to ask. A process that stops asking holds nothing
+back once its entries expire.
 """
 
 from __future__ import annotations
+
+import math
 
 from sqlalchemy import Engine, text
 
@@ -32,7 +42,8 @@ _RESERVE = text(
     """
 WITH n AS (SELECT clock_timestamp() AS t),
 cur AS (
-    SELECT b.credential_key, b.batch_ends, b.batch_slots
+    SELECT b.credential_key, b.batch_ends, b.batch_slots,
+           b.waiter_ids, b.waiter_ranks, b.waiter_slots, b.waiter_ends
     FROM rate_limit_budgets b
     WHERE b.credential_key = :key
     FOR UPDATE
@@ -58,20 +69,61 @@ live AS (
     UNION ALL
     SELECT ends, slots FROM extra WHERE slots > 0
 ),
+others AS (
+    -- the requests waiting in other processes (and in this one, if it only gives back)
+    SELECT w.id, w.rank, w.slots, w.ends
+    FROM cur, n,
+         unnest(COALESCE(cur.waiter_ids, '{}'), COALESCE(cur.waiter_ranks, '{}'),
+                COALESCE(cur.waiter_slots, '{}'), COALESCE(cur.waiter_ends, '{}'))
+             AS w(id, rank, slots, ends)
+    WHERE w.ends > n.t AND (w.id <> :waiter OR :want = 0)
+),
+mine AS (
+    -- the requests this batch is for, lowest rank first, each with its share of the slots
+    SELECT m.rank, m.slots, sum(m.slots) OVER (ORDER BY m.rank, m.i) AS upto
+    FROM unnest(CAST(:ranks AS float8[]), CAST(:shares AS int[]))
+         WITH ORDINALITY AS m(rank, slots, i)
+),
+sums AS (
+    SELECT COALESCE(sum(slots), 0) AS used FROM live
+),
+fits AS (
+    -- what is free for each request once the older ones, here and elsewhere, had theirs
+    SELECT COALESCE(sum(GREATEST(LEAST(
+               m.slots,
+               :limit - sums.used - (m.upto - m.slots)
+                   - (SELECT COALESCE(sum(o.slots), 0) FROM others o WHERE o.rank < m.rank)
+           ), 0)), 0) AS slots
+    FROM mine m, sums
+),
 calc AS (
     SELECT n.t,
-           GREATEST(LEAST(:want, :limit - (SELECT COALESCE(sum(slots), 0) FROM live)), 0)
-               AS granted,
+           GREATEST(LEAST(:want, fits.slots), 0) AS granted,
            n.t + make_interval(secs => :span) AS grant_ends,
            (SELECT min(l.ends) FROM live l  -- when a slot is free again
             WHERE (SELECT COALESCE(sum(m.slots), 0) FROM live m WHERE m.ends > l.ends) < :limit)
                AS first_end
-    FROM n
+    FROM n, fits
 ),
 batches AS (
     SELECT ends, slots FROM live
     UNION ALL
     SELECT grant_ends, granted FROM calc WHERE granted > 0
+),
+waiting AS (
+    SELECT id, rank, slots, ends FROM others
+    UNION ALL
+    -- this batch's requests that the grant does not cover wait, oldest first
+    SELECT :waiter, m.rank,
+           m.slots - LEAST(m.slots, GREATEST(calc.granted - (m.upto - m.slots), 0)),
+           calc.t + make_interval(secs => :waiter_for)
+    FROM mine m, calc
+    WHERE :waiter <> '' AND m.upto > calc.granted
+),
+wagg AS (
+    SELECT array_agg(id ORDER BY rank) AS ids, array_agg(rank ORDER BY rank) AS ranks,
+           array_agg(slots::int ORDER BY rank) AS slots, array_agg(ends ORDER BY rank) AS ends
+    FROM waiting
 ),
 agg AS (
     SELECT COALESCE(array_agg(ends ORDER BY ends), '{}') AS ends,
@@ -80,8 +132,10 @@ agg AS (
     FROM batches
 )
 UPDATE rate_limit_budgets b
-SET batch_ends = agg.ends, batch_slots = agg.slots, slots_used = agg.used
-FROM agg, calc, cur
+SET batch_ends = agg.ends, batch_slots = agg.slots, slots_used = agg.used,
+    waiter_ids = wagg.ids, waiter_ranks = wagg.ranks, waiter_slots = wagg.slots,
+    waiter_ends = wagg.ends
+FROM agg, wagg, calc, cur
 WHERE b.credential_key = cur.credential_key
 RETURNING calc.granted, b.slots_used,
           COALESCE(EXTRACT(EPOCH FROM calc.first_end - calc.t), 0), calc.grant_ends
@@ -103,6 +157,7 @@ class PostgresBudgetStore:
         return "PostgresBudgetStore()"
 
     def reserve(self, credential_key: str, ask: BudgetAsk) -> BudgetGrant:
+        ranks, shares = _shares(ask)
         params = {
             "key": credential_key,
             "want": ask.slots,
@@ -113,6 +168,10 @@ class PostgresBudgetStore:
             "blocked": ask.blocked_for,
             "window": ask.window,
             "give_back": ask.give_back,
+            "waiter": ask.waiter,
+            "ranks": ranks,
+            "shares": shares,
+            "waiter_for": ask.waiter_for,
         }
         with self._engine.connect() as conn:
             if credential_key not in self._known:
@@ -122,3 +181,13 @@ class PostgresBudgetStore:
         return BudgetGrant(
             slots=int(granted), used=int(used), wait=max(float(wait), 0.0), window=window
         )
+
+
+def _shares(ask: BudgetAsk) -> tuple[list[float], list[int]]:
+    """The requests a batch is for (an unranked one if none is said) and their shares of it:
+    equal, the older ones taking what does not divide evenly."""
+    if not ask.slots:
+        return [], []
+    ranks = sorted(ask.ranks)[: ask.slots] or [math.inf]
+    each, left = divmod(ask.slots, len(ranks))
+    return ranks, [each + (1 if i < left else 0) for i in range(len(ranks))]

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -66,6 +67,8 @@ NAMING_CONVENTION = {
 # rate_limit_budgets' arrays; SQLite (never uses the table) stores JSON.
 _TIMES = ARRAY(DateTime(timezone=True)).with_variant(JSON(), "sqlite")
 _COUNTS = ARRAY(Integer()).with_variant(JSON(), "sqlite")
+_IDS = ARRAY(String(32)).with_variant(JSON(), "sqlite")
+_RANKS = ARRAY(Float()).with_variant(JSON(), "sqlite")
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -157,8 +160,10 @@ class RateLimitBudget(Base):
     Keyed by the credential's fingerprint (``credential_key``), never the credential. Each batch
     of slots handed out is one entry of the two arrays: when it stops counting (``batch_ends``:
     its reservation plus the window and the time to send) and how many slots it holds
-    (``batch_slots``); ``slots_used`` is their sum at the last reservation. See
-    inventory/db/budget.py.
+    (``batch_slots``); ``slots_used`` is their sum at the last reservation. The ``waiter_*``
+    arrays hold one entry per process still waiting for slots: its random id, the rank of its
+    oldest waiting request (lowest first), the slots it wants and when the entry stops counting;
+    NULL is none. See inventory/db/budget.py.
     """
 
     __tablename__ = "rate_limit_budgets"
@@ -167,6 +172,10 @@ class RateLimitBudget(Base):
     batch_ends: Mapped[list[datetime]] = mapped_column(_TIMES)
     batch_slots: Mapped[list[int]] = mapped_column(_COUNTS)
     slots_used: Mapped[int]
+    waiter_ids: Mapped[list[str] | None] = mapped_column(_IDS)
+    waiter_ranks: Mapped[list[float] | None] = mapped_column(_RANKS)
+    waiter_slots: Mapped[list[int] | None] = mapped_column(_COUNTS)
+    waiter_ends: Mapped[list[datetime] | None] = mapped_column(_TIMES)
 
 
 class RejectedRecord(Base):
