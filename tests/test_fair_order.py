@@ -13,10 +13,11 @@ from typing import cast
 from sqlalchemy import Engine
 
 from inventory.daemon.runner import Daemon, DaemonOptions
+from inventory.daemon.schedule import cycle_start
 from inventory.daemon.service import open_client
 from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare
-from inventory.sync.syncer import Syncer
+from inventory.sync.syncer import Syncer, utc_now
 from tests.support.settings import settings_for
 
 
@@ -110,3 +111,32 @@ def test_a_firing_marks_its_account_due_though_its_job_is_busy_elsewhere(
         "inventory_sync_overlaps_total", {"account": third.id}
     )
     assert not overlaps  # its job was busy, not its sync: not an overlap
+
+
+def test_an_account_due_since_an_earlier_cycle_is_taken_as_behind(
+    sim: SimulatedCloudflare, api_url: str, db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """Behind: the budget did not cover the cycle it was due in, so its requests ask for an
+    even pace; an account never synced is not (its first sync is the burst it needs)."""
+    settings = settings_for(sim, api_url, db_url, cwd=tmp_path)
+    daemon = Daemon(settings, DaemonOptions())
+    never, late, current = settings.accounts
+    now = utc_now()
+    with open_client(settings, engine) as client:
+        for account, at in ((late, now - timedelta(days=2)), (current, now - timedelta(days=1))):
+            syncer = Syncer(engine=engine, client=client, clock=fixed(at))
+            assert syncer.sync_account(account).status == "succeeded"
+    this_cycle = cycle_start(daemon.schedule, now)
+    for account in settings.accounts:
+        daemon._mark_due(account.id)
+    # `never` and `late` became due in the cycle before this one, `current` in this one.
+    daemon._due_since[never.id] = this_cycle - timedelta(seconds=1)
+    daemon._due_since[late.id] = this_cycle - timedelta(seconds=1)
+    daemon._due_since[current.id] = this_cycle
+    behind = []
+    for _ in settings.accounts:
+        chosen = daemon._next_due(engine)
+        assert chosen is not None
+        behind.append((chosen.id, daemon._chosen_behind))
+    assert behind == [(never.id, False), (late.id, True), (current.id, False)]
+    assert daemon._due_since == {}

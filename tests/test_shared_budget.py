@@ -144,6 +144,19 @@ def test_a_waiter_that_stops_asking_holds_nothing_back_once_its_entry_expires(
     assert store.reserve(credential, younger).slots == LIMIT
 
 
+def test_paced_asks_get_half_the_budget_per_half_span(pg_engine: Engine) -> None:
+    store, credential = PostgresBudgetStore(pg_engine), key()
+    paced = BudgetAsk(slots=LIMIT, limit=LIMIT, span=2.0, paced=True)
+    assert store.reserve(credential, paced).slots == LIMIT // 2
+    blocked = store.reserve(credential, paced)
+    assert blocked.slots == 0
+    assert 0.5 < blocked.wait <= 1.0  # until the first half is half a span old
+    time.sleep(blocked.wait + 0.01)
+    assert store.reserve(credential, paced).slots == LIMIT // 2
+    # Unpaced, an ask gets what the window has left; here, nothing.
+    assert store.reserve(credential, BudgetAsk(slots=1, limit=LIMIT, span=2.0)).slots == 0
+
+
 class RecordingStore:
     def __init__(self) -> None:
         self.asks: list[BudgetAsk] = []
@@ -153,16 +166,16 @@ class RecordingStore:
         return BudgetGrant(slots=ask.slots, used=ask.slots, wait=0.0)
 
 
-def test_an_ask_carries_the_ranks_of_the_requests_it_is_for() -> None:
+def test_an_ask_carries_the_ranks_of_the_requests_it_is_for_and_the_pace() -> None:
     store = RecordingStore()
     limiter = SharedRateLimiter(store, key(), requests=LIMIT, period=60, batch=10, hold=10.0)
     with ranked(7.0):
         limiter.settle(limiter.acquire_slot()[1])  # the probe
-    with ranked(3.0):
+    with ranked(3.0, paced=True):
         limiter.acquire_slot()
     limiter.close()
     probe, batch = store.asks[:2]
-    assert (probe.ranks, batch.ranks) == ((7.0,), (3.0,))
+    assert (probe.ranks, probe.paced, batch.ranks, batch.paced) == ((7.0,), False, (3.0,), True)
     assert probe.waiter == batch.waiter != ""
     assert batch.waiter_for == 30.0  # three holds
 

@@ -49,6 +49,7 @@ __all__ = [
     "RateLimitBlocked",
     "RateLimiter",
     "RateLimiterRegistry",
+    "current_pace",
     "current_rank",
     "ranked",
 ]
@@ -56,26 +57,36 @@ __all__ = [
 PROBE_WAIT = 10.0  # seconds others wait for the probe's response at most
 
 _RANK: ContextVar[float] = ContextVar("inventory_request_rank", default=math.inf)
+_PACE: ContextVar[bool] = ContextVar("inventory_request_pace", default=False)
 
 
 @contextmanager
-def ranked(rank: float) -> Iterator[None]:
+def ranked(rank: float, *, paced: bool = False) -> Iterator[None]:
     """Requests made inside (this thread) wait for a ``SharedRateLimiter``'s slots in ``rank``
     order: the lowest first, equal ranks in the order they came; unranked ones (``inf``) last.
 
     The daemon ranks a sync's requests by its account's last success (the oldest first), so a
     started sync's next request is not overtaken by the requests of syncs started after it.
+    ``paced``: the caller is behind (the budget does not cover a cycle), so the shared budget
+    is better spent at an even pace than in bursts (``SharedRateLimiter``); the in-process
+    ``RateLimiter`` ignores it.
     """
-    token = _RANK.set(rank)
+    token, pace = _RANK.set(rank), _PACE.set(paced)
     try:
         yield
     finally:
+        _PACE.reset(pace)
         _RANK.reset(token)
 
 
 def current_rank() -> float:
     """The rank ``ranked`` set for this thread's requests (``inf`` if none)."""
     return _RANK.get()
+
+
+def current_pace() -> bool:
+    """Whether ``ranked`` said this thread's requests are behind (``paced``)."""
+    return _PACE.get()
 
 
 class RateLimiter:

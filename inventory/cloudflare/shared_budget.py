@@ -15,7 +15,12 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Mapping
 
 from inventory.cloudflare.budget_headers import read_budget, retry_after
-from inventory.cloudflare.ratelimit import PROBE_WAIT, RateLimitBlocked, current_rank
+from inventory.cloudflare.ratelimit import (
+    PROBE_WAIT,
+    RateLimitBlocked,
+    current_pace,
+    current_rank,
+)
 from inventory.ratebudget import BudgetAsk, BudgetStore
 
 __all__ = ["SharedRateLimiter"]
@@ -26,19 +31,23 @@ class SharedRateLimiter:
 
     Slots are reserved up to ``batch`` at a time (two per waiting thread) and must be sent
     within ``hold`` seconds of the store's answer; what is left then is given back to the store
-    (a round trip of its own only when nothing else is being asked for). A batch stays counted
-    for ``period + 3 * hold`` after it was reserved (the window, plus the time to send its
-    requests and for them to reach the server: a round trip and the way there are assumed to
-    take less than ``2 * hold``), so a process that dies holds nothing for longer than that.
-    The store's answer says how long to wait when the window is spent; a waiting limiter asks
-    again after one ``hold`` at most, since slots that other processes leave unsent come back
-    within that time.
+    with the next ask from here (a sync's next request that came just too late takes them
+    again, before any other process), or one ``hold`` later by a round trip of its own. A batch
+    stays counted for ``period + 3 * hold`` after it was reserved (the window, plus the time to
+    send its requests and for them to reach the server: a round trip and the way there are
+    assumed to take less than ``2 * hold``), so a process that dies holds nothing for longer
+    than that. The store's answer says how long to wait when the window is spent; a waiting
+    limiter asks again after one ``hold`` at most, since slots that other processes leave unsent
+    come back within two.
 
     Threads waiting here take the granted slots by rank (``ranked``: the daemon's oldest last
     success first; equal ranks in the order they came), and so do the processes: each ask carries
     the ranks of the threads it is for (two slots each: a request and its sync's next one), and
     the store holds back the slots that an older request waiting in another process still wants
-    (its entry counts for ``3 * hold``, renewed by each ask).
+    (its entry counts for ``3 * hold``, renewed by each ask). A request made ``paced`` (the
+    daemon's account is behind) has this limiter's asks paced for a span: the store then grants
+    at most half the budget per half span, so that syncs come at an even pace rather than in a
+    burst per window.
 
     As with ``RateLimiter``: the first request goes alone (the *probe*), the others wait for
     its answer; the server's ``Ratelimit`` headers correct the shared count upwards (another
@@ -89,6 +98,7 @@ class SharedRateLimiter:
         self._server_used = 0
         self._server_used_at = 0.0
         self._id = uuid.uuid4().hex  # this process's name for itself among the store's waiters
+        self._paced_until = 0.0  # asks are paced until then
 
     def __repr__(self) -> str:
         return f"SharedRateLimiter(requests={self._limit}, period={self._window:g})"
@@ -108,7 +118,10 @@ class SharedRateLimiter:
         """Take a slot; waiting threads get the granted slots in rank order (``ranked``)."""
         start, slept = self._clock(), False
         ticket = (current_rank(), next(self._arrivals))
+        paced = current_pace()
         with self._cond:
+            if paced:
+                self._paced_until = max(self._paced_until, start + self._window + 3 * self._hold)
             self._waiting += 1
             insort(self._queue, ticket)
             try:
@@ -163,6 +176,7 @@ class SharedRateLimiter:
             waiter=self._id,
             ranks=tuple(rank for rank, _ in self._queue[: (slots + 1) // 2]),  # two a request
             waiter_for=3 * self._hold,
+            paced=now < self._paced_until,
         )
         self._server_used = self._unused = 0
         self._fetching = True
@@ -185,15 +199,16 @@ class SharedRateLimiter:
             if grant.slots > 1 and not self._closed:  # what the lease leaves unsent goes back
                 if self._timer is not None:
                     self._timer.cancel()
-                self._timer = threading.Timer(self._hold, self._give_back, args=(grant.window,))
+                self._timer = threading.Timer(2 * self._hold, self._give_back, args=(grant.window,))
                 self._timer.daemon = True
                 self._timer.start()
             return False
         return True
 
     def _give_back(self, window: object) -> None:
-        """The lease of the grant for ``window`` is over: return its unsent slots at once, so
-        that no other process waits for slots this one no longer needs."""
+        """The lease of the grant for ``window`` is one ``hold`` over and no thread here took
+        its unsent slots again: return them, so that no other process waits for slots this one
+        no longer needs."""
         with self._cond:
             if self._closed:
                 return

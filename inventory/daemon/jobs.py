@@ -56,6 +56,8 @@ class DaemonJobs:
     _due_lock: threading.Lock
     _choosing: threading.Lock
     _chosen_rank: float  # the last success (epoch seconds) of what _next_due took; -inf: never
+    _chosen_behind: bool  # ... and whether it was behind: due since a cycle before this one
+    _due_since: dict[str, datetime]  # when each due account became due
     _order: dict[str, int]
     deliverer: Deliverer | None
 
@@ -117,7 +119,7 @@ class DaemonJobs:
         while True:
             with self._choosing:
                 chosen = self._next_due(syncer.engine)
-                rank = self._chosen_rank
+                rank, behind = self._chosen_rank, self._chosen_behind
             if chosen is None:
                 return
             with self._idle:
@@ -126,8 +128,9 @@ class DaemonJobs:
                 self._running.add(chosen.id)
             try:
                 trigger = self.triggers.get(chosen.id, self.schedule)
-                # Its requests wait for the token's budget in the same order: oldest success first.
-                with ranked(rank):
+                # Its requests wait for the token's budget in the same order: oldest success first;
+                # behind, the budget does not cover a cycle: it is better spent at an even pace.
+                with ranked(rank, paced=behind):
                     result = syncer.sync_account(
                         chosen, cycle_start=cycle_start(trigger, utc_now())
                     )
@@ -140,6 +143,8 @@ class DaemonJobs:
 
     def _mark_due(self, account_id: str) -> None:
         with self._due_lock:
+            if account_id not in self._due:
+                self._due_since[account_id] = utc_now()
             self._due.add(account_id)
 
     def _next_due(self, engine: Engine) -> AccountConfig | None:
@@ -153,6 +158,8 @@ class DaemonJobs:
         configured = {a.id: a for a in self.accounts}  # as configured now (a reload applies)
         with self._due_lock:
             self._due.intersection_update(configured)  # drop those removed since they fired
+            for gone in set(self._due_since) - self._due:
+                del self._due_since[gone]
             ids = [i for i in self._due if i not in running]
         if not ids:
             return None
@@ -172,8 +179,13 @@ class DaemonJobs:
         oldest = min(ids, key=starved)
         success = successes.get(oldest)
         self._chosen_rank = -math.inf if success is None else success.timestamp()
+        now = utc_now()
         with self._due_lock:
             self._due.discard(oldest)
+            since = self._due_since.pop(oldest, now)
+        # Due since an earlier cycle: the budget did not cover that cycle (a first sync aside).
+        trigger = self.triggers.get(oldest, self.schedule)
+        self._chosen_behind = success is not None and since < cycle_start(trigger, now)
         return configured[oldest]
 
     def _prune_job(self, syncer: Syncer) -> None:

@@ -21,6 +21,11 @@ time their process asks again. Slots that an older request waiting elsewhere sti
 held back for it: requests are served oldest first across the replicas, as they are within
 one, not in the order their processes happen to ask. A process that stops asking holds nothing
 back once its entries expire.
+
+Paced asks (the daemon's accounts are behind: the budget did not cover a cycle) are granted at
+most half the budget per half span, so that the slots, and the syncs they serve, come at an
+even pace rather than in one burst per window: syncs in one burst per span leave an account
+2 or 3 whole spans apart, and 3 spans (each longer than the window) can be a cycle too many.
 """
 
 from __future__ import annotations
@@ -85,7 +90,10 @@ mine AS (
          WITH ORDINALITY AS m(rank, slots, i)
 ),
 sums AS (
-    SELECT COALESCE(sum(slots), 0) AS used FROM live
+    SELECT (SELECT COALESCE(sum(slots), 0) FROM live) AS used,
+           -- granted in the last half span (they end more than half a span from now)
+           (SELECT COALESCE(sum(l.slots), 0) FROM live l, n
+            WHERE l.ends > n.t + make_interval(secs => :span / 2)) AS recent
 ),
 fits AS (
     -- what is free for each request once the older ones, here and elsewhere, had theirs
@@ -98,12 +106,23 @@ fits AS (
 ),
 calc AS (
     SELECT n.t,
-           GREATEST(LEAST(:want, fits.slots), 0) AS granted,
+           GREATEST(LEAST(
+               :want,
+               fits.slots,
+               CASE WHEN :paced THEN :half - sums.recent ELSE :want END  -- paced: half per half
+           ), 0) AS granted,
            n.t + make_interval(secs => :span) AS grant_ends,
-           (SELECT min(l.ends) FROM live l  -- when a slot is free again
-            WHERE (SELECT COALESCE(sum(m.slots), 0) FROM live m WHERE m.ends > l.ends) < :limit)
-               AS first_end
-    FROM n, fits
+           GREATEST(
+               CASE WHEN sums.used < :limit THEN n.t
+                    ELSE (SELECT min(l.ends) FROM live l  -- when a slot is free again
+                          WHERE (SELECT COALESCE(sum(m.slots), 0) FROM live m
+                                 WHERE m.ends > l.ends) < :limit) END,
+               CASE WHEN NOT :paced OR sums.recent < :half THEN n.t
+                    ELSE (SELECT min(l.ends) FROM live l  -- when the pace allows one again
+                          WHERE l.ends > n.t + make_interval(secs => :span / 2))
+                         - make_interval(secs => :span / 2) END
+           ) AS first_end
+    FROM n, sums, fits
 ),
 batches AS (
     SELECT ends, slots FROM live
@@ -172,6 +191,8 @@ class PostgresBudgetStore:
             "ranks": ranks,
             "shares": shares,
             "waiter_for": ask.waiter_for,
+            "paced": ask.paced,
+            "half": (ask.limit + 1) // 2,
         }
         with self._engine.connect() as conn:
             if credential_key not in self._known:
