@@ -32,7 +32,8 @@ class SharedRateLimiter:
     Slots are reserved up to ``batch`` at a time (two per waiting thread) and must be sent
     within ``hold`` seconds of the store's answer; what is left then is given back to the store
     with the next ask from here (a sync's next request that came just too late takes them
-    again, before any other process), or one ``hold`` later by a round trip of its own. A batch
+    again, before any other process), or by a round trip of its own when the lease ends (one
+    ``hold`` later while paced). A batch
     stays counted for ``period + 3 * hold`` after it was reserved (the window, plus the time to
     send its requests and for them to reach the server: a round trip and the way there are
     assumed to take less than ``2 * hold``), so a process that dies holds nothing for longer
@@ -199,16 +200,20 @@ class SharedRateLimiter:
             if grant.slots > 1 and not self._closed:  # what the lease leaves unsent goes back
                 if self._timer is not None:
                     self._timer.cancel()
-                self._timer = threading.Timer(2 * self._hold, self._give_back, args=(grant.window,))
+                # Paced, a sync's next request that comes just after the lease takes its unsent
+                # slots for one hold more; otherwise they go back as the lease ends, when other
+                # processes may be waiting for them (a burst's tail).
+                delay = (2 if ask.paced else 1) * self._hold
+                self._timer = threading.Timer(delay, self._give_back, args=(grant.window,))
                 self._timer.daemon = True
                 self._timer.start()
             return False
         return True
 
     def _give_back(self, window: object) -> None:
-        """The lease of the grant for ``window`` is one ``hold`` over and no thread here took
-        its unsent slots again: return them, so that no other process waits for slots this one
-        no longer needs."""
+        """The lease of the grant for ``window`` is over (one ``hold`` more while paced) and no
+        thread here took its unsent slots again: return them, so that no other process waits
+        for slots this one no longer needs."""
         with self._cond:
             if self._closed:
                 return
