@@ -28,7 +28,8 @@ class BudgetAsk:
     waiter: str = ""  # the asker's id: requests left wanting wait, the oldest served first ...
     ranks: tuple[float, ...] = ()  # ... by rank (lowest first): those this batch is for ...
     waiter_for: float = 0.0  # ... for this many seconds, unless their process asks again
-    paced: bool = False  # the asker is behind: at most half the budget per half span
+    paced: bool = False  # the asker is behind: at most half the budget per half span, in
+    # whole shares (two slots of ``ranks`` each), or what it gives back now
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import cast
 from sqlalchemy import Engine
 
 from inventory.daemon.runner import Daemon, DaemonOptions
-from inventory.daemon.schedule import cycle_start
+from inventory.daemon.schedule import cycle_length, cycle_start
 from inventory.daemon.service import open_client
 from inventory.settings import AccountConfig
 from inventory.simulator import SimulatedCloudflare
@@ -113,11 +113,11 @@ def test_a_firing_marks_its_account_due_though_its_job_is_busy_elsewhere(
     assert not overlaps  # its job was busy, not its sync: not an overlap
 
 
-def test_an_account_due_since_an_earlier_cycle_is_taken_as_behind(
+def test_an_account_is_overdue_once_the_cycle_it_became_due_in_is_over(
     sim: SimulatedCloudflare, api_url: str, db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
-    """Behind: the budget did not cover the cycle it was due in, so its requests ask for an
-    even pace; an account never synced is not (its first sync is the burst it needs)."""
+    """Overdue: the budget did not cover the cycle it became due in, so its requests ask for
+    an even pace from then on, whether it was synced before or not."""
     settings = settings_for(sim, api_url, db_url, cwd=tmp_path)
     daemon = Daemon(settings, DaemonOptions())
     never, late, current = settings.accounts
@@ -127,16 +127,17 @@ def test_an_account_due_since_an_earlier_cycle_is_taken_as_behind(
             syncer = Syncer(engine=engine, client=client, clock=fixed(at))
             assert syncer.sync_account(account).status == "succeeded"
     this_cycle = cycle_start(daemon.schedule, now)
+    next_cycle = this_cycle + timedelta(seconds=cycle_length(daemon.schedule, now))
     for account in settings.accounts:
         daemon._mark_due(account.id)
     # `never` and `late` became due in the cycle before this one, `current` in this one.
     daemon._due_since[never.id] = this_cycle - timedelta(seconds=1)
     daemon._due_since[late.id] = this_cycle - timedelta(seconds=1)
     daemon._due_since[current.id] = this_cycle
-    behind = []
+    overdue = []
     for _ in settings.accounts:
         chosen = daemon._next_due(engine)
         assert chosen is not None
-        behind.append((chosen.id, daemon._chosen_behind))
-    assert behind == [(never.id, False), (late.id, True), (current.id, False)]
+        overdue.append((chosen.id, daemon._chosen_overdue))
+    assert overdue == [(never.id, this_cycle), (late.id, this_cycle), (current.id, next_cycle)]
     assert daemon._due_since == {}

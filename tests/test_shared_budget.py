@@ -7,6 +7,7 @@ whole window's slots: the others have the full budget again one window later.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import threading
@@ -95,18 +96,19 @@ def test_what_the_server_reports_raises_the_shared_count(pg_engine: Engine) -> N
 def test_slots_an_older_waiter_elsewhere_wants_are_held_back_for_it(pg_engine: Engine) -> None:
     store, credential = PostgresBudgetStore(pg_engine), key()
     assert store.reserve(credential, BudgetAsk(slots=LIMIT, limit=LIMIT, span=0.3)).slots == LIMIT
-    # The window is spent; process "a" waits for 4 slots with an older request (rank 5).
-    older = BudgetAsk(slots=4, limit=LIMIT, span=0.3, waiter="a", ranks=(5.0,), waiter_for=60.0)
+    # The window is spent; process "a" waits with two requests older than "b"'s (ranks 5, 6).
+    older = BudgetAsk(slots=4, limit=LIMIT, span=0.3, waiter="a", ranks=(5.0, 6.0), waiter_for=60.0)
     spent = store.reserve(credential, older)
     assert spent.slots == 0
     time.sleep(spent.wait + 0.01)  # the window ends
-    # Process "b" asks first, with a younger request (rank 9): "a"'s four are held back.
+    # Process "b" asks first, with a younger request (rank 9): a slot for each of "a"'s is
+    # held back (each takes one; a sync's next request asks again).
     younger = BudgetAsk(
         slots=LIMIT, limit=LIMIT, span=0.3, waiter="b", ranks=(9.0,), waiter_for=60.0
     )
-    assert store.reserve(credential, younger).slots == LIMIT - 4
-    assert store.reserve(credential, older).slots == 4
-    # "b" waits for 4 more now, but holds nothing back from an older request.
+    assert store.reserve(credential, younger).slots == LIMIT - 2
+    assert store.reserve(credential, older).slots == 2
+    # "b" got what it asked for: it holds nothing back from an older request.
     oldest = BudgetAsk(slots=2, limit=LIMIT, span=0.3, waiter="c", ranks=(1.0,), waiter_for=60.0)
     spent = store.reserve(credential, oldest)
     assert spent.slots == 0
@@ -118,15 +120,56 @@ def test_requests_are_served_in_rank_order_across_processes(pg_engine: Engine) -
     store, credential = PostgresBudgetStore(pg_engine), key()
     assert store.reserve(credential, BudgetAsk(slots=LIMIT - 4, limit=LIMIT, span=60.0)).slots
     assert store.reserve(credential, BudgetAsk(slots=4, limit=LIMIT, span=0.3)).slots == 4
-    # "a" waits with two requests, two slots each: the oldest of all (1) and a young one (5).
+    # "a" waits with two requests: the oldest of all (1) and a young one (5).
     a = BudgetAsk(slots=4, limit=LIMIT, span=0.3, waiter="a", ranks=(1.0, 5.0), waiter_for=60.0)
     spent = store.reserve(credential, a)
     assert spent.slots == 0
     time.sleep(spent.wait + 0.01)  # four slots are free again
-    # "b"'s request (3) comes after "a"'s first and before its second: two of the four.
+    # "b"'s request (3) comes after "a"'s first and before its second: one slot is held back.
     b = BudgetAsk(slots=4, limit=LIMIT, span=0.3, waiter="b", ranks=(3.0,), waiter_for=60.0)
-    assert store.reserve(credential, b).slots == 2
-    assert store.reserve(credential, a).slots == 2
+    assert store.reserve(credential, b).slots == 3
+    assert store.reserve(credential, a).slots == 1
+
+
+def test_a_paced_grant_is_whole_shares_and_keeps_the_rest_for_their_requests(
+    pg_engine: Engine,
+) -> None:
+    store, credential = PostgresBudgetStore(pg_engine), key()
+    assert store.reserve(credential, BudgetAsk(slots=LIMIT - 3, limit=LIMIT, span=60.0)).slots
+    # Paced, "a" asks two slots for each of two requests (a sync's request and its next): of
+    # the three free, the oldest request gets its two, not one of them each.
+    a = BudgetAsk(
+        slots=4,
+        limit=LIMIT,
+        span=200.0,
+        waiter="a",
+        ranks=(1.0, 5.0),
+        waiter_for=60.0,
+        paced=True,
+    )
+    granted = store.reserve(credential, a)
+    assert granted.slots == 2
+    # The last free slot is held back for "a"'s other request, which wants two.
+    b = BudgetAsk(slots=1, limit=LIMIT, span=200.0, waiter="b", ranks=(9.0,), waiter_for=60.0)
+    held = store.reserve(credential, b)
+    assert held.slots == 0
+    assert 50 < held.wait <= 60  # until a slot ends, not at once
+    one = BudgetAsk(slots=1, limit=LIMIT, span=200.0, waiter="a", ranks=(5.0,), waiter_for=60.0)
+    assert store.reserve(credential, one).slots == 1  # the window is spent
+    # What a paced ask gives back it may take again alone: the sync's next request that came
+    # after its lease had lapsed gets its slot back, though not the two of a whole share.
+    late = BudgetAsk(
+        slots=2,
+        limit=LIMIT,
+        span=200.0,
+        waiter="a",
+        ranks=(1.0,),
+        waiter_for=60.0,
+        paced=True,
+        give_back=1,
+        window=granted.window,
+    )
+    assert store.reserve(credential, late).slots == 1
 
 
 def test_a_waiter_that_stops_asking_holds_nothing_back_once_its_entry_expires(
@@ -171,7 +214,7 @@ def test_an_ask_carries_the_ranks_of_the_requests_it_is_for_and_the_pace() -> No
     limiter = SharedRateLimiter(store, key(), requests=LIMIT, period=60, batch=10, hold=10.0)
     with ranked(7.0):
         limiter.settle(limiter.acquire_slot()[1])  # the probe
-    with ranked(3.0, paced=True):
+    with ranked(3.0, paced_from=-math.inf):
         limiter.acquire_slot()
     limiter.close()
     probe, batch = store.asks[:2]
@@ -367,3 +410,44 @@ def test_closing_waits_for_a_give_back_under_way() -> None:
     calls = len(store.done)
     limiter.close()
     assert len(store.done) == calls
+
+
+def test_paced_a_grant_is_kept_for_the_syncs_it_was_asked_for() -> None:
+    """Paced, two slots granted for two syncs' requests go to the older sync (its request and
+    its next one), not one to each: no sync is split between two grants."""
+    asks: list[BudgetAsk] = []
+    log: list[tuple[str, int]] = []
+
+    class Store:
+        def reserve(self, credential_key: str, ask: BudgetAsk) -> BudgetGrant:
+            asks.append(ask)
+            if ask.slots and len(asks) > 1 and len(ask.ranks) < 2 and not log:
+                return BudgetGrant(slots=0, used=LIMIT, wait=0.001)  # until both wait
+            return BudgetGrant(slots=min(ask.slots, 2), used=2, wait=0.0)
+
+    limiter = SharedRateLimiter(Store(), key(), requests=LIMIT, period=60, batch=10, hold=0.5)
+    limiter.settle(limiter.acquire_slot()[1])  # the probe, alone
+
+    def sync(name: str, rank: float, requests: int) -> None:
+        with ranked(rank, paced_from=-math.inf):
+            for _ in range(requests):
+                limiter.acquire_slot()
+                log.append((name, len(asks)))
+
+    threads = [
+        threading.Thread(target=sync, args=("young", 5.0, 1)),
+        threading.Thread(target=sync, args=("old", 1.0, 2)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    limiter.close()
+    granted = next(i for i, ask in enumerate(asks, 1) if ask.ranks == (1.0, 5.0))
+    assert asks[granted - 1].paced
+    # The old sync's two requests both took the grant asked for the two syncs ...
+    assert log[:2] == [("old", granted), ("old", granted)]
+    # ... and the young one asked again, for itself.
+    assert log[2][0] == "young"
+    assert log[2][1] > granted
+    assert asks[log[2][1] - 1].ranks == (5.0,)

@@ -57,21 +57,21 @@ __all__ = [
 PROBE_WAIT = 10.0  # seconds others wait for the probe's response at most
 
 _RANK: ContextVar[float] = ContextVar("inventory_request_rank", default=math.inf)
-_PACE: ContextVar[bool] = ContextVar("inventory_request_pace", default=False)
+_PACE: ContextVar[float] = ContextVar("inventory_request_pace", default=math.inf)
 
 
 @contextmanager
-def ranked(rank: float, *, paced: bool = False) -> Iterator[None]:
+def ranked(rank: float, *, paced_from: float = math.inf) -> Iterator[None]:
     """Requests made inside (this thread) wait for a ``SharedRateLimiter``'s slots in ``rank``
     order: the lowest first, equal ranks in the order they came; unranked ones (``inf``) last.
 
     The daemon ranks a sync's requests by its account's last success (the oldest first), so a
     started sync's next request is not overtaken by the requests of syncs started after it.
-    ``paced``: the caller is behind (the budget does not cover a cycle), so the shared budget
-    is better spent at an even pace than in bursts (``SharedRateLimiter``); the in-process
-    ``RateLimiter`` ignores it.
+    ``paced_from`` (a ``time.monotonic()`` instant): from then on the caller is behind (the
+    budget did not cover a cycle), so the shared budget is better spent at an even pace than
+    in bursts (``SharedRateLimiter``); the in-process ``RateLimiter`` ignores it.
     """
-    token, pace = _RANK.set(rank), _PACE.set(paced)
+    token, pace = _RANK.set(rank), _PACE.set(paced_from)
     try:
         yield
     finally:
@@ -84,8 +84,8 @@ def current_rank() -> float:
     return _RANK.get()
 
 
-def current_pace() -> bool:
-    """Whether ``ranked`` said this thread's requests are behind (``paced``)."""
+def current_pace() -> float:
+    """From when ``ranked`` said this thread's requests are behind (``paced_from``)."""
     return _PACE.get()
 
 

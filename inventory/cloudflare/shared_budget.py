@@ -42,13 +42,15 @@ class SharedRateLimiter:
     come back within two.
 
     Threads waiting here take the granted slots by rank (``ranked``: the daemon's oldest last
-    success first; equal ranks in the order they came), and so do the processes: each ask carries
-    the ranks of the threads it is for (two slots each: a request and its sync's next one), and
-    the store holds back the slots that an older request waiting in another process still wants
-    (its entry counts for ``3 * hold``, renewed by each ask). A request made ``paced`` (the
-    daemon's account is behind) has this limiter's asks paced for a span: the store then grants
-    at most half the budget per half span, so that syncs come at an even pace rather than in a
-    burst per window.
+    success first; equal ranks in the order they came), one each, and so do the processes: each
+    ask carries the ranks of the threads it is for (two slots each: a request and its sync's next
+    one), and the store holds back the slots that an older request waiting in another process
+    still wants (its entry counts until this limiter asks again, ``3 * hold`` at most). A
+    request made while ``ranked(paced_from=...)`` says it is behind (the daemon's account is
+    overdue) has this limiter's asks paced while it waits and for a span after: the store then
+    grants at most half the budget per half span, and in whole shares, which this limiter keeps
+    for the requests they were asked for (``_may_take``), so that syncs come whole and at an
+    even pace rather than in a burst per window.
 
     As with ``RateLimiter``: the first request goes alone (the *probe*), the others wait for
     its answer; the server's ``Ratelimit`` headers correct the shared count upwards (another
@@ -83,6 +85,7 @@ class SharedRateLimiter:
         self._sleep = sleep
         self._cond = threading.Condition()
         self._slots = 0  # granted, not yet taken
+        self._shares: dict[float, int] | None = None  # paced: the slots left for each rank
         self._lease_end = 0.0  # granted slots must be sent before this
         self._window_id: object = None  # the store's window of the granted slots
         self._unused = 0  # slots a lapsed lease left, given back with the next batch
@@ -99,7 +102,8 @@ class SharedRateLimiter:
         self._server_used = 0
         self._server_used_at = 0.0
         self._id = uuid.uuid4().hex  # this process's name for itself among the store's waiters
-        self._paced_until = 0.0  # asks are paced until then
+        self._paced_until = 0.0  # asks are paced until then, and while a waiting request ...
+        self._paced_from: dict[tuple[float, int], float] = {}  # ... is behind (by ticket)
 
     def __repr__(self) -> str:
         return f"SharedRateLimiter(requests={self._limit}, period={self._window:g})"
@@ -119,11 +123,10 @@ class SharedRateLimiter:
         """Take a slot; waiting threads get the granted slots in rank order (``ranked``)."""
         start, slept = self._clock(), False
         ticket = (current_rank(), next(self._arrivals))
-        paced = current_pace()
+        paced_from = current_pace()
         with self._cond:
-            if paced:
-                self._paced_until = max(self._paced_until, start + self._window + 3 * self._hold)
             self._waiting += 1
+            self._paced_from[ticket] = paced_from
             insort(self._queue, ticket)
             try:
                 while True:
@@ -132,12 +135,13 @@ class SharedRateLimiter:
                     if max_block is not None and blocked > max_block:
                         raise RateLimitBlocked(blocked)
                     if self._slots > 0 and now < self._lease_end:
-                        if bisect_left(self._queue, ticket) >= self._slots:
-                            # Those ranked before this thread take the granted slots first.
+                        if not self._may_take(ticket):
                             self._cond.wait(max(self._lease_end - now, 0.001))
                             slept = True
                             continue
                         self._slots -= 1
+                        if self._shares is not None:
+                            self._shares[ticket[0]] -= 1
                         if not self._calibrated and self._probe_since is None:
                             self._probe_since = now  # this request is the probe
                         return (now - start if slept else 0.0), now
@@ -150,8 +154,24 @@ class SharedRateLimiter:
                     slept = self._reserve(now) or slept
             finally:
                 self._waiting -= 1
+                del self._paced_from[ticket]
+                if (end := self._clock()) >= paced_from:  # asks stay paced for a span more
+                    self._paced_until = max(self._paced_until, end + self._window + 3 * self._hold)
                 del self._queue[bisect_left(self._queue, ticket)]
                 self._cond.notify_all()  # the next in rank may now be among the first
+
+    def _may_take(self, ticket: tuple[float, int]) -> bool:
+        """Whether this thread may take one of the lease's slots now (lock held).
+
+        Paced, a grant's slots are the shares of the requests it was asked for, two each, the
+        oldest first: a sync's next request finds its slot kept for it, so that the sync ends
+        within the grant rather than waiting for the next (a request whose rank has no share
+        asks again when the lease ends). Otherwise those ranked before this thread take the
+        granted slots first, one each.
+        """
+        if self._shares is not None:
+            return self._shares.get(ticket[0], 0) > 0
+        return bisect_left(self._queue, ticket) < self._slots
 
     def _probe_out(self, now: float) -> bool:
         if self._calibrated or self._probe_since is None:
@@ -177,7 +197,7 @@ class SharedRateLimiter:
             waiter=self._id,
             ranks=tuple(rank for rank, _ in self._queue[: (slots + 1) // 2]),  # two a request
             waiter_for=3 * self._hold,
-            paced=now < self._paced_until,
+            paced=now < self._paced_until or any(now >= p for p in self._paced_from.values()),
         )
         self._server_used = self._unused = 0
         self._fetching = True
@@ -196,6 +216,7 @@ class SharedRateLimiter:
             self._cond.notify_all()
         if grant.slots:
             self._slots, self._lease_end = grant.slots, granted_at + self._hold
+            self._shares = _split(ask.ranks, grant.slots) if ask.paced else None
             self._window_id = grant.window
             if grant.slots > 1 and not self._closed:  # what the lease leaves unsent goes back
                 if self._timer is not None:
@@ -286,3 +307,14 @@ class SharedRateLimiter:
                     # Blocked, not just spent (where the shared count already says so): every
                     # process must wait for the end of the block.
                     self._server_block_until = max(self._server_block_until, until)
+
+
+def _split(ranks: tuple[float, ...], slots: int) -> dict[float, int]:
+    """A paced grant's ``slots`` by rank: two for each of ``ranks``, the lowest first (what the
+    store granted them: ``inventory.db.budget``)."""
+    shares: dict[float, int] = {}
+    for rank in sorted(ranks):
+        share = min(2, slots)
+        shares[rank] = shares.get(rank, 0) + share
+        slots -= share
+    return shares

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from contextlib import nullcontext, suppress
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from inventory.cloudflare.ratelimit import ranked
 from inventory.daemon.metrics import Metrics
 from inventory.daemon.options import DaemonOptions
-from inventory.daemon.schedule import ANCHOR, account_schedule, cycle_start, schedule_trigger
+from inventory.daemon.schedule import (
+    ANCHOR,
+    account_schedule,
+    cycle_length,
+    cycle_start,
+    schedule_trigger,
+)
 from inventory.db import models
 from inventory.db.retention import prune_history
 from inventory.db.runs import close_abandoned_runs, mark_unconfigured
@@ -56,7 +63,7 @@ class DaemonJobs:
     _due_lock: threading.Lock
     _choosing: threading.Lock
     _chosen_rank: float  # the last success (epoch seconds) of what _next_due took; -inf: never
-    _chosen_behind: bool  # ... and whether it was behind: due since a cycle before this one
+    _chosen_overdue: datetime  # ... and when it is overdue: the end of the cycle it became due in
     _due_since: dict[str, datetime]  # when each due account became due
     _order: dict[str, int]
     deliverer: Deliverer | None
@@ -119,7 +126,7 @@ class DaemonJobs:
         while True:
             with self._choosing:
                 chosen = self._next_due(syncer.engine)
-                rank, behind = self._chosen_rank, self._chosen_behind
+                rank, overdue = self._chosen_rank, self._chosen_overdue
             if chosen is None:
                 return
             with self._idle:
@@ -129,8 +136,10 @@ class DaemonJobs:
             try:
                 trigger = self.triggers.get(chosen.id, self.schedule)
                 # Its requests wait for the token's budget in the same order: oldest success first;
-                # behind, the budget does not cover a cycle: it is better spent at an even pace.
-                with ranked(rank, paced=behind):
+                # overdue (due since an earlier cycle: the budget did not cover that cycle), they
+                # ask for the budget at an even pace rather than in bursts.
+                paced_from = time.monotonic() + (overdue - utc_now()).total_seconds()
+                with ranked(rank, paced_from=paced_from):
                     result = syncer.sync_account(
                         chosen, cycle_start=cycle_start(trigger, utc_now())
                     )
@@ -183,9 +192,11 @@ class DaemonJobs:
         with self._due_lock:
             self._due.discard(oldest)
             since = self._due_since.pop(oldest, now)
-        # Due since an earlier cycle: the budget did not cover that cycle (a first sync aside).
+        # Overdue once the cycle it became due in is over (first syncs too: a start-up burst
+        # that the pace takes over from late leaves its accounts a half span behind).
         trigger = self.triggers.get(oldest, self.schedule)
-        self._chosen_behind = success is not None and since < cycle_start(trigger, now)
+        start = cycle_start(trigger, since)
+        self._chosen_overdue = start + timedelta(seconds=cycle_length(trigger, start))
         return configured[oldest]
 
     def _prune_job(self, syncer: Syncer) -> None:

@@ -33,7 +33,7 @@ import sys
 import threading
 from collections.abc import Callable
 from contextlib import suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +102,7 @@ class Daemon(DaemonJobs):
         self._due_lock = threading.Lock()  # guards _due, held for a moment only
         self._choosing = threading.Lock()  # one job chooses at a time; never held with _idle
         self._chosen_rank = -math.inf  # written and read under _choosing
-        self._chosen_behind = False  # likewise
+        self._chosen_overdue = datetime.max.replace(tzinfo=UTC)  # likewise
         self._due_since: dict[str, datetime] = {}  # guarded by _due_lock, like _due
         self._order = {a.id: i for i, a in enumerate(self.accounts)}
         self.deliverer: Deliverer | None = None  # notifications, while serving

@@ -16,16 +16,22 @@ times (inventory/ratelimit.py, ``SharedRateLimiter``).
 
 Which process gets the slots: each ask carries the ranks of the waiting requests it is for
 (the daemon's: their accounts' last success), each with an equal share of the slots asked; the
-requests left wanting are recorded as waiters (``waiter_*``) until a short expiry, renewed each
+requests left wanting are recorded as waiters (``waiter_*``) until a short expiry, replaced each
 time their process asks again. Slots that an older request waiting elsewhere still wants are
 held back for it: requests are served oldest first across the replicas, as they are within
-one, not in the order their processes happen to ask. A process that stops asking holds nothing
-back once its entries expire.
+one, not in the order their processes happen to ask. A waiter's entry is what its process
+hands out: unpaced, the granted slots go one each to the waiting requests, oldest first, so an
+entry is one slot for each request the grant did not reach (a request served by its process's
+batch leaves none behind, to hold slots back for nothing); paced, each request takes its whole
+share. A process that stops asking holds nothing back once its entries expire.
 
-Paced asks (the daemon's accounts are behind: the budget did not cover a cycle) are granted at
+Paced asks (the daemon's accounts are overdue: the budget did not cover a cycle) are granted at
 most half the budget per half span, so that the slots, and the syncs they serve, come at an
 even pace rather than in one burst per window: syncs in one burst per span leave an account
 2 or 3 whole spans apart, and 3 spans (each longer than the window) can be a cycle too many.
+And they are granted whole shares (a sync's request and its next), but for what the asker gives
+back in the same ask (a sync's next request that missed its lease takes its slot again): a sync
+split between two half spans ends half a span late.
 """
 
 from __future__ import annotations
@@ -85,7 +91,7 @@ others AS (
 ),
 mine AS (
     -- the requests this batch is for, lowest rank first, each with its share of the slots
-    SELECT m.rank, m.slots, sum(m.slots) OVER (ORDER BY m.rank, m.i) AS upto
+    SELECT m.rank, m.i, m.slots, sum(m.slots) OVER (ORDER BY m.rank, m.i) AS upto
     FROM unnest(CAST(:ranks AS float8[]), CAST(:shares AS int[]))
          WITH ORDINALITY AS m(rank, slots, i)
 ),
@@ -104,16 +110,27 @@ fits AS (
            ), 0)), 0) AS slots
     FROM mine m, sums
 ),
-calc AS (
-    SELECT n.t,
-           GREATEST(LEAST(
+free AS (
+    SELECT GREATEST(LEAST(
                :want,
                fits.slots,
                CASE WHEN :paced THEN :half - sums.recent ELSE :want END  -- paced: half per half
-           ), 0) AS granted,
+           ), 0) AS slots
+    FROM sums, fits
+),
+calc AS (
+    SELECT n.t,
+           CASE WHEN :paced  -- whole shares (a sync's request and its next), or what it gave back
+                THEN GREATEST(LEAST(free.slots, :give_back),
+                              (SELECT COALESCE(max(m.upto), 0) FROM mine m
+                               WHERE m.upto <= free.slots))
+                ELSE free.slots END AS granted,
            n.t + make_interval(secs => :span) AS grant_ends,
            GREATEST(
-               CASE WHEN sums.used < :limit THEN n.t
+               CASE WHEN sums.used < :limit AND fits.slots > 0 THEN n.t
+                    -- what is free is held back for older requests elsewhere: the next slot
+                    -- for this ask is the next one to end
+                    WHEN sums.used < :limit THEN COALESCE((SELECT min(ends) FROM live), n.t)
                     ELSE (SELECT min(l.ends) FROM live l  -- when a slot is free again
                           WHERE (SELECT COALESCE(sum(m.slots), 0) FROM live m
                                  WHERE m.ends > l.ends) < :limit) END,
@@ -122,7 +139,7 @@ calc AS (
                           WHERE l.ends > n.t + make_interval(secs => :span / 2))
                          - make_interval(secs => :span / 2) END
            ) AS first_end
-    FROM n, sums, fits
+    FROM n, sums, fits, free
 ),
 batches AS (
     SELECT ends, slots FROM live
@@ -132,12 +149,16 @@ batches AS (
 waiting AS (
     SELECT id, rank, slots, ends FROM others
     UNION ALL
-    -- this batch's requests that the grant does not cover wait, oldest first
+    -- this batch's requests that the grant does not cover wait, as the asker hands the slots
+    -- out: paced, each request's share (its sync's next request is kept for it); otherwise one
+    -- slot each, to the waiting requests oldest first (so no entry outlives its request)
     SELECT :waiter, m.rank,
-           m.slots - LEAST(m.slots, GREATEST(calc.granted - (m.upto - m.slots), 0)),
+           CASE WHEN :paced
+                THEN m.slots - LEAST(m.slots, GREATEST(calc.granted - (m.upto - m.slots), 0))
+                ELSE 1 END,
            calc.t + make_interval(secs => :waiter_for)
     FROM mine m, calc
-    WHERE :waiter <> '' AND m.upto > calc.granted
+    WHERE :waiter <> '' AND CASE WHEN :paced THEN m.upto > calc.granted ELSE m.i > calc.granted END
 ),
 wagg AS (
     SELECT array_agg(id ORDER BY rank) AS ids, array_agg(rank ORDER BY rank) AS ranks,
@@ -205,10 +226,10 @@ class PostgresBudgetStore:
 
 
 def _shares(ask: BudgetAsk) -> tuple[list[float], list[int]]:
-    """The requests a batch is for (an unranked one if none is said) and their shares of it:
-    equal, the older ones taking what does not divide evenly."""
+    """The requests a batch is for (unranked ones, a slot each, if none is said) and their
+    shares of it: equal, the older ones taking what does not divide evenly."""
     if not ask.slots:
         return [], []
-    ranks = sorted(ask.ranks)[: ask.slots] or [math.inf]
+    ranks = sorted(ask.ranks)[: ask.slots] or [math.inf] * ask.slots
     each, left = divmod(ask.slots, len(ranks))
     return ranks, [each + (1 if i < left else 0) for i in range(len(ranks))]
