@@ -85,6 +85,10 @@ def test_a_firing_while_the_accounts_sync_runs_syncs_it_once_more_when_that_ends
         "inventory_sync_overlaps_total", {"account": first.id}
     )
     assert overlaps == 2
+    skipped = daemon.metrics.registry.get_sample_value(
+        "inventory_sync_runs_total", {"account": first.id, "status": "skipped"}
+    )
+    assert not skipped  # an overlap is not a run: the run it waits for counts once
 
 
 def test_a_firing_marks_its_account_due_though_its_job_is_busy_elsewhere(

@@ -302,5 +302,5 @@ class DaemonJobs:
             reason="the previous sync of this account is still running; "
             "the next one starts when it ends",
         )
-        self.metrics.runs.labels(event.job_id, "skipped").inc()
+        # Not a run: the account's next run is the one that starts when this one ends.
         self.metrics.overlaps.labels(event.job_id).inc()

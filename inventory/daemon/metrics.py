@@ -35,7 +35,8 @@ class Metrics:
         r = self.registry
         self.runs = Counter(
             "inventory_sync_runs",
-            "Account syncs by outcome (skipped: another replica had it, or it was done this cycle)",
+            "Account syncs by outcome"
+            " (skipped: another replica or process had it, or it was done this cycle)",
             ["account", "status"],
             registry=r,
         )
