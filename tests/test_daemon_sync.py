@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -121,6 +122,34 @@ def test_an_account_synced_in_this_cycle_is_skipped(
     later = datetime.now(UTC)
     assert daemon_syncer.sync_account(account, cycle_start=later).status == "succeeded"
     assert len(sync_runs(engine)) == 2
+
+
+@pytest.mark.parametrize("ran_by", ["another replica", "this process"])
+def test_a_late_run_that_ended_in_this_cycle_counts_for_it_when_another_process_ran_it(
+    daemon_syncer: Syncer, settings: Settings, engine: Engine, ran_by: str
+) -> None:
+    account = settings.accounts[0]
+    daemon_syncer.sync_account(account)  # the account is known, its first run long over
+    cycle = datetime.now(UTC)
+    host, pid = (
+        ("elsewhere", 1) if ran_by == "another replica" else (daemon_syncer.host, os.getpid())
+    )
+    with engine.begin() as conn:  # last cycle's sync, begun late, ended as this cycle began
+        conn.execute(
+            insert(models.table_of(models.SyncRun)).values(
+                account_id=account.id,
+                status="succeeded",
+                started_at=cycle - timedelta(seconds=5),
+                finished_at=cycle,
+                host=host,
+                pid=pid,
+            )
+        )
+    result = daemon_syncer.sync_account(account, cycle_start=cycle)
+    if ran_by == "another replica":  # its read is this cycle's: no second sync at once
+        assert (result.status, result.error) == ("skipped", "already synced in this cycle")
+    else:  # an overlap here: a fire found it running and asked for one more sync
+        assert result.status == "succeeded"
 
 
 @postgresql_only

@@ -6,7 +6,8 @@ schedule   one APScheduler job per account (no overlap, missed runs coalesced), 
            max_concurrency at once; intervals are aligned to a fixed epoch and cron times
            are absolute, so every replica shares the same cycles
 replicas   a lock per account for the whole sync (PostgreSQL advisory lock, SQLite lock file);
-           holding it, an account whose run already started in this cycle is skipped;
+           holding it, an account whose run already started in this cycle (or, begun by
+           another process, finished in it) is skipped;
            on PostgreSQL they share one rate-limit budget per credential (inventory.db.budget)
 fairness   every firing marks its account due (coalesced: due once), even when the account's
            job is still busy; jobs serve the due accounts, the one that succeeded longest ago

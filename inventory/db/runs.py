@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, case, func, insert, or_, select, update
 
 from inventory.db import models
 from inventory.db.tables import TABLES
@@ -223,13 +223,23 @@ def close_dead_runs(conn: Connection, account_id: str, *, now: datetime) -> int:
     )
 
 
-def synced_since(conn: Connection, account_id: str, since: datetime) -> bool:
-    """Whether a run started since ``since`` counts as the account's sync of a cycle."""
+def synced_since(
+    conn: Connection, account_id: str, since: datetime, *, host: str, pid: int
+) -> bool:
+    """Whether a run counts as the account's sync of the cycle that began at ``since``.
+
+    A run started since then counts. So does one that another process (not ``host``/``pid``)
+    began earlier and finished since then: a late sync of the last cycle that another replica
+    was still running when this cycle began has read the account in this one, and syncing it
+    again at once would spend the budget twice on one account. This process's own such run
+    does not count: a fire that found it still running asked for one more sync (an overlap).
+    """
+    elsewhere = or_(_runs.c.host.is_distinct_from(host), _runs.c.pid.is_distinct_from(pid))
     query = (
         select(_runs.c.id)
         .where(
             _runs.c.account_id == account_id,
-            _runs.c.started_at >= since,
+            or_(_runs.c.started_at >= since, and_(_runs.c.finished_at >= since, elsewhere)),
             _runs.c.status.in_(_CYCLE_STATUSES),
             or_(_runs.c.error_class.is_(None), _runs.c.error_class != "Aborted"),
         )

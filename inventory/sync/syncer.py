@@ -257,7 +257,7 @@ class Syncer:
                 log.warning("closed abandoned runs", account_id=account.id, runs=closed)
         if cycle_start is not None:
             with self.writing(), self.engine.connect() as conn:
-                if synced_since(conn, account.id, cycle_start):
+                if synced_since(conn, account.id, cycle_start, host=self.host, pid=os.getpid()):
                     result.status, result.error = "skipped", "already synced in this cycle"
                     return True
         return False
