@@ -16,33 +16,36 @@ __all__ = ["register"]
 
 
 def simulate_command(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8787,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")] = 8787,
     seed: Annotated[int, typer.Option(help="Seed of the generated inventory.")] = 1,
-    accounts: Annotated[int, typer.Option(help="Number of accounts.")] = 3,
-    portals: Annotated[int, typer.Option(help="Portals per account.")] = 5,
+    accounts: Annotated[int, typer.Option(min=1, help="Number of accounts.")] = 3,
+    portals: Annotated[int, typer.Option(min=0, help="Portals per account.")] = 5,
     advance_every: Annotated[
-        float | None, typer.Option(help="Apply a step of changes every N seconds.")
+        float | None,
+        typer.Option(min=0.01, help="Apply a step of changes every N seconds."),
     ] = None,
 ) -> None:
     """Serve a simulated Cloudflare API on 127.0.0.1 (for trying inventory without an account)."""
     from inventory.simulator import SimulatedCloudflare, serve_forever  # only this command
 
     sim = SimulatedCloudflare(seed=seed, accounts=accounts, portals_per_account=portals)
-    base = f"http://127.0.0.1:{port}/client/v4"
-    out.print(f"simulated Cloudflare API at [bold]{base}[/]")
-    out.print(
-        f"token: {sim.api_token}  (or X-Auth-Email {sim.api_email}, X-Auth-Key {sim.api_key})"
-    )
-    out.print("accounts: " + ", ".join(sim.account_ids))
-    out.print("try:")
-    env = json.dumps([{"id": a, "api_token": sim.api_token} for a in sim.account_ids])
-    out.print(
-        f"  INVENTORY_API_BASE_URL={base} INVENTORY_ACCOUNTS='{env}' inventory sync",
-        soft_wrap=True,
-        highlight=False,
-    )
+
+    def banner(base: str) -> None:  # once the port is ours: nothing to try on a busy one
+        out.print(f"simulated Cloudflare API at [bold]{base}[/]")
+        out.print(
+            f"token: {sim.api_token}  (or X-Auth-Email {sim.api_email}, X-Auth-Key {sim.api_key})"
+        )
+        out.print("accounts: " + ", ".join(sim.account_ids))
+        out.print("try, in another shell:")
+        env = json.dumps([{"id": a, "api_token": sim.api_token} for a in sim.account_ids])
+        for line in (
+            f"  export INVENTORY_API_BASE_URL={base} INVENTORY_ACCOUNTS='{env}'",
+            "  inventory db upgrade && inventory sync",
+        ):
+            out.print(line, soft_wrap=True, highlight=False, markup=False)
+
     try:
-        serve_forever(sim, port=port, advance_every=advance_every)
+        serve_forever(sim, port=port, advance_every=advance_every, ready=banner)
     except OSError as exc:
         fail(f"cannot serve on 127.0.0.1:{port}: {exc.strerror or exc}")
 
