@@ -62,21 +62,22 @@ def _valid(accounts: Sequence[KnownAccount]) -> str:
 def resolve_account(
     wanted: str, accounts: Iterable[KnownAccount], *, option: str = "--account"
 ) -> str:
-    """The account id ``wanted`` names: an id (any case) or an account's name."""
-    known = _merge(accounts)
+    """The account id ``wanted`` names: an id (any case) or a name the account has had (the
+    configured one, or the one the database last recorded: a renamed account answers to both
+    until its next sync records the new one)."""
+    given = list(accounts)
+    known = _merge(given)
     text = wanted.strip()
     for account in known:
         if account.id == text.lower():
             return account.id
-    named = [a for a in known if a.name is not None and a.name == text]
-    if not named:
-        named = [a for a in known if a.name is not None and a.name.lower() == text.lower()]
-    if len(named) == 1:
-        return named[0].id
-    if len(named) > 1:
-        ids = ", ".join(a.id for a in named)
-        msg = f"{option} {wanted!r} names several accounts ({ids}): give the id"
-        raise SelectionError(msg)
+    for same in (str.__eq__, lambda a, b: a.lower() == b.lower()):
+        ids = list(dict.fromkeys(a.id.lower() for a in given if a.name and same(a.name, text)))
+        if len(ids) == 1:
+            return ids[0]
+        if len(ids) > 1:
+            msg = f"{option} {wanted!r} names several accounts ({', '.join(ids)}): give the id"
+            raise SelectionError(msg)
     raise SelectionError(f"{option} {wanted!r} is not a known account id or name; {_valid(known)}")
 
 

@@ -328,6 +328,13 @@ def test_kinds_and_accounts_are_checked() -> None:
     twins = [KnownAccount("a" * 32, "prod"), KnownAccount("c" * 32, "prod")]
     with pytest.raises(SelectionError, match="names several accounts"):
         resolve_account("prod", twins)
+    # Renamed in the settings, not yet synced: the configured name and the recorded one both
+    # name it; the error lists it once, by its configured name.
+    renamed = [KnownAccount("a" * 32, "staging2"), KnownAccount("a" * 32, "staging")]
+    assert resolve_account("staging2", renamed) == "a" * 32
+    assert resolve_account("Staging", renamed) == "a" * 32
+    with pytest.raises(SelectionError, match=f"valid: staging2 \\({'a' * 32}\\)$"):
+        resolve_account("prod", renamed)
 
 
 # --- end to end, both databases -----------------------------------------------------------------
@@ -437,6 +444,7 @@ FILTER_ERRORS: list[tuple[list[str], str]] = [
     (["report", "in-error", "--account", "nope"], "valid: acct-0 ("),
     (["report", "in-error", "--server", "x"], "--server does not apply"),
     (["report", "code-mode", "--json", "--csv"], "not both"),
+    (["status", "-a", "acct-0", "-a", "acct-1"], "takes one account, not 2"),
 ]
 
 
@@ -452,6 +460,7 @@ FILTER_ERRORS: list[tuple[list[str], str]] = [
             "args6-not both",
             "args7-is not before --until",
             "args12---server does not apply",
+            "args14-takes one account, not 2",
         },
     ),
 )

@@ -29,7 +29,7 @@ class NamedReport:
 REPORTS: dict[str, NamedReport] = {
     r.name: r
     for r in (
-        NamedReport("inventory", "every entity, as of T", sql.INVENTORY_AS_OF, "as_of"),
+        NamedReport("inventory", "every entity", sql.INVENTORY_AS_OF, "as_of"),
         NamedReport(
             "exposure",
             "every portal x attached server x tool, and what it exposes",

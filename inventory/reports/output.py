@@ -174,10 +174,16 @@ def fitted_table(
 
 
 def auto_table(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, width: int, title: str
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    width: int,
+    title: str,
+    headers: Mapping[str, str] | None = None,
 ) -> Table:
     """Any rows, fitted: text wraps (to 8 columns at the least), numbers and times never do;
-    only when even that is too wide do the rightmost columns go."""
+    only when even that is too wide do the rightmost columns go. ``headers``: a column's
+    heading where it is not its name."""
     specs = []
     for i, name in enumerate(columns):
         values = [r.get(name) for r in rows if r.get(name) is not None]
@@ -188,7 +194,7 @@ def auto_table(
         specs.append(
             Column(
                 name,
-                name,
+                (headers or {}).get(name, name),
                 drop=i,
                 wrap=0 if plain else 8,
                 justify="right" if number else "left",

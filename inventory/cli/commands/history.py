@@ -40,8 +40,9 @@ __all__ = [
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 AsCsv = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
+# A list, so that a second --account is refused rather than silently taking the place of the first.
 Account = Annotated[
-    str | None, typer.Option("--account", "-a", help="Only this account (id or name).")
+    list[str] | None, typer.Option("--account", "-a", help="Only this account (id or name).")
 ]
 
 
@@ -89,8 +90,13 @@ def account_ids(ctx: typer.Context, conn: Connection, wanted: Sequence[str]) -> 
     return resolve_accounts(wanted, known_accounts(ctx, conn))
 
 
-def account_id(ctx: typer.Context, conn: Connection, wanted: str | None) -> str | None:
-    return account_ids(ctx, conn, [wanted])[0] if wanted is not None else None
+def account_id(ctx: typer.Context, conn: Connection, wanted: Sequence[str] | None) -> str | None:
+    """The one account ``--account`` names, if given; given twice is exit 2."""
+    if not wanted:
+        return None
+    if len(wanted) > 1:
+        fail(f"--account: this command takes one account, not {len(wanted)} ({', '.join(wanted)})")
+    return account_ids(ctx, conn, wanted)[0]
 
 
 def one_format(as_json: bool, as_csv: bool) -> None:
@@ -116,10 +122,15 @@ def emit(
     elif as_csv:
         sys.stdout.write(rows_csv(rows, columns))
     else:
+        headers: dict[str, str] = {}
         if account_names and "account_id" in columns:
             # people read the account's name where it has one; scripts get the id
             rows = [
                 {**r, "account_id": account_names.get(r["account_id"]) or r["account_id"]}
                 for r in rows
             ]
-        out.print(auto_table(rows, columns, width=out.width, title=f"{title} ({len(rows)})"))
+            headers["account_id"] = "account"
+        table = auto_table(
+            rows, columns, width=out.width, title=f"{title} ({len(rows)})", headers=headers
+        )
+        out.print(table)

@@ -202,7 +202,8 @@ def timeline_command(
         name = periods[-1]["server_name"]
         title = (
             f"server {name + ' ' if name else ''}({entity_id}) · account "
-            f"{names.get(account_id) or account_id}: {len(periods)} periods"
+            f"{names.get(account_id) or account_id}: {len(periods)} "
+            f"period{'' if len(periods) == 1 else 's'}"
         )
         for period in periods:
             period["until"] = cell(period["ended_at"]) if period["ended_at"] else "now"
@@ -242,8 +243,18 @@ def report_command(
         if name is not None:
             known = ", ".join(REPORTS)
             fail(f"report: no report named {name!r} (known: {known})")
+        from rich.table import Table
+
+        takes = {"as_of": "--as-of", "period": "--since/--until"}
+        listing = Table.grid(padding=(0, 2))
         for known_report in REPORTS.values():
-            out.print(f"[bold]{known_report.name}[/]  {known_report.description}")
+            listing.add_row(
+                f"[bold]{known_report.name}[/]",
+                known_report.description,
+                f"[dim]{takes.get(known_report.times, '')}[/]",
+            )
+        out.print(listing)
+        out.print("[dim]--as-of is now unless given; --since/--until the last 24 hours[/]")
         return
     if as_of is not None and report.times != "as_of":
         fail(f"report {report.name}: --as-of does not apply")
@@ -271,14 +282,17 @@ def report_command(
             account_id=account_id,
             server_id=server,
         )
-    history.emit(
-        rows,
-        columns,
-        as_json=as_json,
-        as_csv=as_csv,
-        title=report.description,
-        account_names=names,
-    )
+    from inventory.reports.named import DEFAULT_PERIOD
+    from inventory.reports.output import cell
+
+    if report.times == "as_of":
+        title = f"{report.description}, as of {cell(when or now)} UTC"
+    elif report.times == "period":
+        period = f"{cell(start or now - DEFAULT_PERIOD)} to {cell(end or now)} UTC"
+        title = f"{report.description}, {period}"
+    else:
+        title = report.description
+    history.emit(rows, columns, as_json=as_json, as_csv=as_csv, title=title, account_names=names)
 
 
 def register(app: typer.Typer) -> None:
