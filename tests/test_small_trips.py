@@ -45,6 +45,25 @@ def test_a_missing_config_file_given_by_option_blames_the_option(tmp_path: Path)
     assert str(tmp_path / "nope.toml") in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("environ", "config", "says"),
+    [
+        ({}, Path(), "config file {cwd} is a directory, not a file (from --config)"),
+        ({"INVENTORY_CONFIG": "."}, None, "config file {cwd} is a directory, not a file"),
+        ({"INVENTORY_SECRETS_DIR": "f"}, None, "secrets directory {cwd}/f is not a directory"),
+        ({"INVENTORY_CA_BUNDLE": "."}, None, "ca_bundle: file {cwd} is a directory, not a file"),
+    ],
+)
+def test_a_path_of_the_wrong_kind_is_named_as_such(
+    tmp_path: Path, environ: dict[str, str], config: Path | None, says: str
+) -> None:
+    (tmp_path / "f").write_text("")
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=environ, cwd=tmp_path, config=config, require_accounts=False)
+    assert says.format(cwd=tmp_path) in str(info.value)
+    assert "does not exist" not in str(info.value)
+
+
 def test_the_config_option_beats_the_variable(tmp_path: Path) -> None:
     (tmp_path / "a.toml").write_text("page_size = 7\n")
     (tmp_path / "b.toml").write_text("page_size = 9\n")

@@ -18,6 +18,7 @@ from inventory.settings.notify import NotifyTarget, check_targets
 from inventory.settings.sources import (
     CURRENT_LOAD,
     ENV_PREFIX,
+    absent,
     build_sources,
     current_environment,
     listed_once,
@@ -179,7 +180,7 @@ class Settings(BaseSettings):
             return None
         path = current_environment().path(value)
         if not path.is_file():
-            raise ValueError(f"file {path} does not exist")
+            raise ValueError(f"file {path} {absent(path)}")
         return path
 
     @field_validator("log_level", "log_format", mode="before")

@@ -113,8 +113,8 @@ def prepare_load(
     env = Environment(environ, cwd, dotenv_path, dotenv_source.env_vars)
     if config is not None:
         toml_path: Path | None = env.path(config)
-        if not env.path(config).is_file():
-            raise ConfigError(f"config file {env.path(config)} does not exist", source="--config")
+        if not toml_path.is_file():
+            raise ConfigError(f"config file {toml_path} {absent(toml_path)}", source="--config")
     else:
         toml_path = _chosen_path(env, "INVENTORY_CONFIG", cwd / "inventory.toml", want_dir=False)
     return Load(
@@ -133,10 +133,21 @@ def _chosen_path(env: Environment, variable: str, default: Path, *, want_dir: bo
         return default if exists else None
     path = env.path(found[0])
     if want_dir and not path.is_dir():
-        raise ConfigError(f"secrets directory {path} does not exist", source=found[1])
+        raise ConfigError(
+            f"secrets directory {path} {absent(path, want_dir=True)}", source=found[1]
+        )
     if not want_dir and not path.is_file():
-        raise ConfigError(f"config file {path} does not exist", source=found[1])
+        raise ConfigError(f"config file {path} {absent(path)}", source=found[1])
     return path
+
+
+def absent(path: Path, *, want_dir: bool = False) -> str:
+    """Why ``path`` is not the file (or, ``want_dir``, the directory) wanted."""
+    if not path.exists():
+        return "does not exist"
+    if want_dir:
+        return "is not a directory"
+    return "is a directory, not a file" if path.is_dir() else "is not a regular file"
 
 
 def build_sources(
