@@ -445,6 +445,7 @@ FILTER_ERRORS: list[tuple[list[str], str]] = [
     (["report", "in-error", "--server", "x"], "--server does not apply"),
     (["report", "code-mode", "--json", "--csv"], "not both"),
     (["status", "-a", "acct-0", "-a", "acct-1"], "takes one account, not 2"),
+    (["changes", "--until", "2026-02-02"], "the default, is not before --until"),
 ]
 
 
@@ -461,6 +462,7 @@ FILTER_ERRORS: list[tuple[list[str], str]] = [
             "args7-is not before --until",
             "args12---server does not apply",
             "args14-takes one account, not 2",
+            "args15-the default, is not before --until",
         },
     ),
 )

@@ -111,10 +111,11 @@ def prepare_load(
         settings_cls, env_file=dotenv_path, dotenv_filtering="only_existing"
     )
     env = Environment(environ, cwd, dotenv_path, dotenv_source.env_vars)
+    toml_path: Path | None
     if config is not None:
-        toml_path: Path | None = env.path(config)
-        if not toml_path.is_file():
-            raise ConfigError(f"config file {toml_path} {absent(toml_path)}", source="--config")
+        toml_path = given = env.path(config)
+        if not given.is_file():
+            raise ConfigError(f"config file {given} {absent(given)}", source="--config")
     else:
         toml_path = _chosen_path(env, "INVENTORY_CONFIG", cwd / "inventory.toml", want_dir=False)
     return Load(

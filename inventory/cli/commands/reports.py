@@ -23,7 +23,9 @@ __all__ = ["register"]
 
 def changes_command(
     ctx: typer.Context,
-    since: Annotated[str, typer.Option(help="From this time (ISO 8601, or 24h, 7d ago).")] = "24h",
+    since: Annotated[
+        str | None, typer.Option(help="From this time (ISO 8601, or 24h, 7d ago; default: 24h).")
+    ] = None,
     until: Annotated[str | None, typer.Option(help="Up to this time (default: now).")] = None,
     account: Annotated[
         list[str] | None,
@@ -58,10 +60,16 @@ def changes_command(
 
     history.one_format(as_json, as_csv)
     now = history.now()
-    start = history.instant(since, "--since", now=now) or now
+    start = history.instant(since or "24h", "--since", now=now) or now
     end = history.instant(until, "--until", now=now) or now
     if start >= end:
-        fail(f"--since ({start:%Y-%m-%d %H:%M:%S}) is not before --until ({end:%Y-%m-%d %H:%M:%S})")
+        since_text = f"({start:%Y-%m-%d %H:%M:%S})"
+        if since is None:  # the user gave only --until: say which --since that was
+            since_text = f"24h ago {since_text}, the default,"
+        fail(
+            f"--since {since_text} is not before --until ({end:%Y-%m-%d %H:%M:%S})"
+            + ("" if since else ": give an earlier --since")
+        )
     with user_errors():
         kinds = parse_kinds(kind or []) or list(KIND_ORDER)
         fields = FieldFilter(tuple(field or ()), tuple(exclude_field or ()), all_fields)
