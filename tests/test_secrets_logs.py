@@ -30,6 +30,7 @@ from inventory.redaction import REDACTED, register_secret, scrub_event
 from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from inventory.sync.syncer import Syncer
+from tests.support.cli import run
 from tests.support.faultkit import Clock
 from tests.support.settings import settings_for
 
@@ -280,3 +281,19 @@ def test_standard_library_records_get_the_same_treatment(
     )
     for leaked in (TOKEN, LOCAL_MARKER, "locals"):
         assert leaked not in err, err
+
+
+@pytest.mark.parametrize("args", [["changes", "--account", "prod"], ["status", "-a", "prod"]])
+def test_a_command_that_reads_its_settings_twice_warns_once(
+    tmp_path: Path, db_url: str, args: list[str]
+) -> None:
+    account = {"id": "a" * 32, "name": "prod", "api_token": "tok123"}
+    env = {
+        "INVENTORY_ACCOUNTS": json.dumps([account]),
+        "INVENTORY_SECRETS_DIR": str(tmp_path),
+        "INVENTORY_DATABASE_URL": db_url,
+        "INVENTORY_LOG_FORMAT": "json",
+    }
+    result = run(args, tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("api_token is shorter than 8") == 1, result.stderr

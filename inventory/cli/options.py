@@ -20,6 +20,7 @@ class Options:
     def __init__(self, overrides: dict[str, object], config: Path | None) -> None:
         self.overrides = overrides
         self.config = config
+        self._warned: set[str] = set()  # a command may load the settings several times
 
     def settings(self, *, require_accounts: bool = True, log_warnings: bool = True) -> Settings:
         """Load the settings and configure logging; warnings are logged once, here.
@@ -37,7 +38,9 @@ class Options:
         configure_logging(settings.log_level, settings.log_format)
         log = structlog.get_logger("inventory.settings")
         for warning in settings.warnings:
-            log.warning(warning)
+            if warning not in self._warned:
+                self._warned.add(warning)
+                log.warning(warning)
         return settings
 
     def load(self, *, require_accounts: bool = True) -> Settings:
