@@ -18,6 +18,7 @@ from inventory.errors import CrontabError, TimeSpecError
 
 __all__ = [
     "MAX_DURATION",
+    "NEVER_FIRES",
     "CrontabError",
     "TimeSpecError",
     "check_cron",
@@ -37,6 +38,10 @@ _NO_DURATION = frozenset({"none", "never", "forever", "off"})
 _HINT = "use ISO 8601 (2026-11-01, 2026-11-01T12:00:00Z) or a duration ago (90m, 24h, 7d)"
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 FIVE_FIELDS = "must be a five-field crontab expression like '*/15 * * * *'"
+NEVER_FIRES = (
+    "no date matches its day, month and weekday fields together "
+    "(a day and a weekday must both match)"
+)
 
 
 def _duration_seconds(text: str) -> float | None:
@@ -134,7 +139,7 @@ def cron_trigger(expression: str) -> Any:
         raise CrontabError(FIVE_FIELDS)
     minute, hour, day, month, weekday = fields
     try:
-        return CronTrigger(
+        trigger = CronTrigger(
             minute=minute,
             hour=hour,
             day=day,
@@ -144,6 +149,10 @@ def cron_trigger(expression: str) -> Any:
         )
     except ValueError as exc:
         raise CrontabError(f"{expression!r}: {exc}") from None
+    # 30 February parses, but the daemon could never schedule it: refuse it here, with the rest.
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        raise CrontabError(f"{expression!r} never fires: {NEVER_FIRES}")
+    return trigger
 
 
 def _crontab_weekdays(field: str) -> str:

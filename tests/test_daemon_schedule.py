@@ -96,3 +96,28 @@ def test_a_bad_account_schedule_is_a_configuration_error(tmp_path: Path) -> None
     good = [{"id": "a" * 32, "api_token": "t", "sync_interval": "5m"}]
     settings = load_settings(environ={"INVENTORY_ACCOUNTS": json.dumps(good)}, cwd=tmp_path)
     assert settings.accounts[0].sync_interval == 300
+
+
+def test_a_schedule_that_never_fires_is_a_configuration_error_not_a_crash(tmp_path: Path) -> None:
+    """Defence in depth: the settings refuse 30 February, and so does the daemon if it gets one."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    from inventory.daemon.schedule import Schedule, cycle_length, cycle_start, schedule_trigger
+    from inventory.errors import ConfigError
+
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    never = CronTrigger(day=30, month=2, hour=0, minute=0, timezone=UTC)  # as APScheduler takes it
+    with pytest.raises(ConfigError, match="never fires"):
+        cycle_length(never, now)
+    with pytest.raises(ConfigError, match="never fires"):
+        cycle_start(never, now)
+    with pytest.raises(ConfigError, match=r"sync_cron: '0 0 30 2 \*' never fires"):
+        schedule_trigger(Schedule(sync_cron="0 0 30 2 *", sync_interval=900))
+    sim = SimulatedCloudflare(accounts=1)
+    settings = settings_for(sim, "http://127.0.0.1:9/client/v4", "sqlite://", cwd=tmp_path)
+    unchecked = settings.model_copy(update={"sync_cron": "0 0 30 2 *"})  # skips the validators
+    with pytest.raises(ConfigError, match="never fires"):
+        Daemon(unchecked, DaemonOptions())
+    account = settings.accounts[0].model_copy(update={"sync_cron": "0 0 31 4 *"})
+    with pytest.raises(ConfigError, match="never fires"):
+        Daemon(settings.model_copy(update={"accounts": [account]}), DaemonOptions())

@@ -170,9 +170,13 @@ def test_supported_database_urls_load(tmp_path: Path) -> None:
                 "* * * 13 *",
                 "* * * * 8",
                 "* * * *",
+                "0 0 30 2 *",
+                "0 0 31 4,6,9,11 *",
+                "0 0 30 2 1",
             )
         ],
-        fast={"61 * * * *", "* * * *"},  # a field out of range; a field missing
+        # a field out of range; a field missing; valid fields that never fire (30 February)
+        fast={"61 * * * *", "* * * *", "0 0 30 2 *"},
     ),
 )
 def test_a_crontab_the_daemon_would_refuse_fails_config_check(tmp_path: Path, cron: str) -> None:
@@ -181,9 +185,32 @@ def test_a_crontab_the_daemon_would_refuse_fails_config_check(tmp_path: Path, cr
     no_crash(result)
     assert "sync_cron" in result.stderr
     assert "(from env INVENTORY_SYNC_CRON)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     per_account = run(["config", "check"], tmp_path, one_account(sync_cron=cron))
     assert per_account.returncode == 2, per_account.stdout
     assert f"accounts[0] ({ACCOUNT}): sync_cron" in per_account.stderr
+
+
+def test_a_crontab_that_never_fires_is_refused_before_the_daemon_starts(tmp_path: Path) -> None:
+    """30 February parses, field by field; `inventory run` used to crash on it (exit 1)."""
+    env = {**one_account(), "INVENTORY_SYNC_CRON": "0 0 30 2 *"}
+    for command in (["config", "check"], ["run"]):
+        result = run(command, tmp_path, env)
+        assert result.returncode == 2, result.stdout + result.stderr
+        no_crash(result)
+        assert result.stderr.strip() == (
+            "error: sync_cron: '0 0 30 2 *' never fires: no date matches its day, month and "
+            "weekday fields together (a day and a weekday must both match) "
+            "(from env INVENTORY_SYNC_CRON)"
+        )
+    per_account = run(["run"], tmp_path, one_account(sync_cron="0 0 31 4 *"))
+    assert per_account.returncode == 2, per_account.stdout
+    no_crash(per_account)
+    assert f"accounts[0] ({ACCOUNT}): sync_cron: '0 0 31 4 *' never fires" in per_account.stderr
+    rare = load_settings(  # Monday 29 February: rare (2044), but it fires
+        environ=one_account(sync_cron="0 0 29 2 1"), cwd=tmp_path
+    )
+    assert rare.accounts[0].sync_cron == "0 0 29 2 1"
 
 
 def test_the_settings_and_the_daemon_share_one_crontab_parser(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from apscheduler.triggers.interval import IntervalTrigger
 
 from inventory.errors import ConfigError, CrontabError
-from inventory.timespec import cron_trigger
+from inventory.timespec import NEVER_FIRES, cron_trigger
 
 if TYPE_CHECKING:
     from inventory.settings import AccountConfig, Settings
@@ -95,6 +95,13 @@ def cycle_start(trigger: Any, now: datetime) -> datetime:
 
 
 def cycle_length(trigger: Any, now: datetime) -> float:
+    """Seconds between the trigger's next two fires after ``now``.
+
+    A schedule that does not fire twice more has no cycle: ConfigError (the settings refuse
+    such a crontab first; this keeps the daemon from crashing on one that got here anyway).
+    """
     first = trigger.get_next_fire_time(None, now)
-    second = trigger.get_next_fire_time(first, first + _TICK)
+    second = None if first is None else trigger.get_next_fire_time(first, first + _TICK)
+    if first is None or second is None:
+        raise ConfigError(f"sync_cron: the schedule {trigger} never fires again: {NEVER_FIRES}")
     return float((second - first).total_seconds())
