@@ -20,7 +20,9 @@ from typer.testing import CliRunner
 
 from inventory.cli import app
 from inventory.daemon.service import run_sync
+from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare
+from tests.support.cli import run
 from tests.support.faultkit import small_sim
 from tests.support.notify import SECRET, queue, states
 from tests.support.receiver import Receiver, Status, receiving
@@ -170,3 +172,39 @@ def test_no_target_is_a_configuration_error(db_url: str) -> None:
         assert "s3cr3tpath" not in port.output
     twice = [{"name": "x", "url": "https://a.example"}, {"name": "x", "url": "https://b.example"}]
     assert "listed twice" in invoke(db_url, twice, "notify", "pending").stderr
+
+
+def test_a_target_naming_an_unknown_account_is_refused_with_the_valid_ones(tmp_path: Path) -> None:
+    """Such a target used to pass `config check` and then never get an event about anyone."""
+    prod, spare = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+    token = "abcdefghijklmnopqrstuvwxyz0123456789ABCD"
+    accounts = [
+        {"id": prod, "name": "production", "api_token": token},
+        {"id": spare, "api_token": token},
+    ]
+
+    def check(wanted: list[str]) -> Any:
+        target = {"name": "ops", "url": "https://hooks.example/s3cr3tpath", "accounts": wanted}
+        env = {"INVENTORY_ACCOUNTS": json.dumps(accounts), "INVENTORY_NOTIFY": json.dumps([target])}
+        return run(["config", "check"], tmp_path, env)
+
+    result = check(["production", "nope"])
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.strip() == (
+        "error: notify: target 'ops': accounts: 'nope' is not a configured account id or name; "
+        f"valid: production ({prod}), {spare} (from env INVENTORY_NOTIFY)"
+    )
+    assert token not in result.stderr
+    assert "s3cr3tpath" not in result.stderr
+    assert check(["Production"]).returncode == 2  # a name is matched as written, like the events
+    ok = check(["production", spare.upper()])  # an id in any case, as for [[accounts]]
+    assert ok.returncode == 0, ok.stderr
+    target = {"name": "ops", "url": "https://hooks.example/x", "accounts": [spare.upper()]}
+    environ = {"INVENTORY_ACCOUNTS": json.dumps(accounts), "INVENTORY_NOTIFY": json.dumps([target])}
+    [loaded] = load_settings(environ=environ, cwd=tmp_path).notify
+    assert loaded.covers(spare, None)
+    assert not loaded.covers(prod, "production")
+    alone = load_settings(  # no account configured: nothing to check against (notify commands)
+        environ={"INVENTORY_NOTIFY": json.dumps([target])}, cwd=tmp_path, require_accounts=False
+    )
+    assert alone.notify[0].accounts == (spare,)

@@ -7,14 +7,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from inventory import timespec
 from inventory.redaction import register_secret
 from inventory.settings.accounts import AccountConfig
 from inventory.settings.dburl import parse_database_url
-from inventory.settings.notify import NotifyTarget, check_targets
+from inventory.settings.notify import NotifyTarget, check_target_accounts, check_targets
 from inventory.settings.sources import (
     CURRENT_LOAD,
     ENV_PREFIX,
@@ -209,8 +216,11 @@ class Settings(BaseSettings):
 
     @field_validator("notify")
     @classmethod
-    def _unique_targets(cls, targets: list[NotifyTarget]) -> list[NotifyTarget]:
-        return check_targets(targets)
+    def _check_targets(
+        cls, targets: list[NotifyTarget], info: ValidationInfo
+    ) -> list[NotifyTarget]:
+        # "accounts" is validated first (declared first); absent from info.data when it failed
+        return check_target_accounts(check_targets(targets), info.data.get("accounts") or [])
 
     def deprecations(self) -> list[str]:
         """One line per deprecated setting in use, for a warning at start-up."""

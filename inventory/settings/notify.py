@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from inventory.settings.accounts import _read_secret
+from inventory.settings.accounts import AccountConfig, _read_secret
 from inventory.settings.sources import current_environment, listed_once
 from inventory.timespec import seconds
 
-__all__ = ["EVENT_TYPES", "NotifyTarget", "check_targets"]
+__all__ = ["EVENT_TYPES", "NotifyTarget", "check_target_accounts", "check_targets"]
 
 _KINDS = ("portal", "server", "link", "tool", "prompt", "override")
 EVENT_TYPES: tuple[str, ...] = (
@@ -37,6 +37,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "notify.test",
 )
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ACCOUNT_ID = re.compile(r"[0-9a-fA-F]{32}")
+_LISTED = 12  # valid accounts named in an error at most
 _SECRET_WAYS = {
     "url": ("url", "url_env", "url_file"),
     "secret": ("secret", "secret_env", "secret_file"),
@@ -113,6 +115,17 @@ class NotifyTarget(BaseModel):
             raise ValueError(f"unknown event type {unknown[0]!r}; see docs/notifications.md")
         return value
 
+    @field_validator("accounts")
+    @classmethod
+    def _account_ids_in_lower_case(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """Account ids as the accounts hold them (any case given); names as given, stripped."""
+        if value is None:
+            return None
+        return tuple(
+            entry.strip().lower() if _ACCOUNT_ID.fullmatch(entry.strip()) else entry.strip()
+            for entry in value
+        )
+
     @field_validator("max_age", "batch_window", "timeout", mode="before")
     @classmethod
     def _durations(cls, value: object) -> float:
@@ -165,3 +178,30 @@ def check_targets(targets: list[NotifyTarget]) -> list[NotifyTarget]:
         [t.name for t in targets], field="notify", what=lambda name: f"notify target {name!r}"
     )
     return targets
+
+
+def check_target_accounts(
+    targets: list[NotifyTarget], accounts: list[AccountConfig]
+) -> list[NotifyTarget]:
+    """Refuse a target's ``accounts`` entry that names no configured account (by id or name).
+
+    Such a target would silently never get an event about it. With no account configured at
+    all there is nothing to check against (the commands that need accounts say so).
+    """
+    if not accounts:
+        return targets
+    known = {a.id for a in accounts} | {a.name for a in accounts if a.name is not None}
+    for target in targets:
+        unknown = [entry for entry in target.accounts or () if entry not in known]
+        if unknown:
+            raise ValueError(
+                f"target {target.name!r}: accounts: {unknown[0]!r} is not a configured "
+                f"account id or name; {_valid(accounts)}"
+            )
+    return targets
+
+
+def _valid(accounts: list[AccountConfig]) -> str:
+    labels = [f"{a.name} ({a.id})" if a.name else a.id for a in accounts]
+    more = f" and {len(labels) - _LISTED} more" if len(labels) > _LISTED else ""
+    return f"valid: {', '.join(labels[:_LISTED])}{more}"
