@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from inventory.cli import app
 from inventory.daemon.service import run_sync
+from inventory.notify.formats import slack_line
 from inventory.settings import load_settings
 from inventory.simulator import SimulatedCloudflare
 from tests.support.cli import run
@@ -63,7 +64,10 @@ def test_notify_test_posts_a_signed_event_to_each_target_and_fails_on_any(
     expected = "sha256=" + hmac.new(SECRET.encode(), first.body, hashlib.sha256).hexdigest()
     assert first.headers["x-inventory-signature"] == expected
     assert "x-inventory-signature" not in second.headers
-    assert "test notification" in second.document["text"]  # the Slack shape
+    # the Slack shape; a test event is about no account: no empty "[]" where its name goes
+    assert second.document["text"] == "*notify.test* test notification from inventory"
+    about = {"type": "notify.test", "account": {"id": "a" * 32, "name": "production"}}
+    assert slack_line(about) == "*notify.test* [production] test notification from inventory"
     receiver.answers.clear()
     assert invoke(db_url, targets, "notify", "test").exit_code == 0
 
@@ -208,3 +212,38 @@ def test_a_target_naming_an_unknown_account_is_refused_with_the_valid_ones(tmp_p
         environ={"INVENTORY_NOTIFY": json.dumps([target])}, cwd=tmp_path, require_accounts=False
     )
     assert alone.notify[0].accounts == (spare,)
+
+
+def test_a_target_option_naming_no_target_is_an_error_listing_the_valid_ones(
+    db_url: str, engine: Engine
+) -> None:
+    targets = [{"name": "sec", "url": "https://hooks.example/x"}]
+    queue(engine, "old-target", 1)  # no longer configured here, but its event is still pending
+    unknown = invoke(db_url, targets, "notify", "test", "--target", "nope")
+    assert unknown.exit_code == 2
+    assert (
+        unknown.stderr.strip() == "error: --target 'nope' is not a notify target; configured: sec"
+    )
+    pending = invoke(db_url, targets, "notify", "pending", "--target", "nope")
+    assert pending.exit_code == 2, pending.stdout  # was "nothing pending, nothing dead", exit 0
+    assert pending.stderr.strip() == (
+        "error: --target 'nope' is not a notify target; "
+        "configured or with pending or dead events: old-target, sec"
+    )
+    assert "nothing pending" not in pending.stdout
+    old = invoke(db_url, targets, "notify", "pending", "--target", "old-target")
+    assert old.exit_code == 0, old.output
+    assert "old-target: 1 pending, 0 dead" in old.stdout
+    quiet = invoke(db_url, targets, "notify", "pending", "--target", "sec")  # configured, idle
+    assert quiet.exit_code == 0, quiet.output
+    assert "nothing pending, nothing dead" in quiet.stdout
+
+
+def test_negative_budgets_and_limits_are_refused(db_url: str) -> None:
+    targets = [{"name": "sec", "url": "https://hooks.example/x"}]
+    budget = invoke(db_url, targets, "notify", "deliver", "--budget", "-1")
+    assert budget.exit_code == 2
+    assert "Invalid value for '--budget'" in budget.stderr
+    limit = invoke(db_url, targets, "notify", "pending", "--limit", "-1")
+    assert limit.exit_code == 2
+    assert "Invalid value for '--limit'" in limit.stderr

@@ -63,7 +63,7 @@ def slack_line(event: Mapping[str, Any]) -> str:
     else:
         changed = ", ".join(sorted(event.get("changes") or {}))
         text = f"{kind} {_name(entity)}" + (f": {changed}" if changed else "")
-    return f"*{kind}* [{where}] {text}"
+    return f"*{kind}* " + (f"[{where}] " if where else "") + text
 
 
 def request_for(

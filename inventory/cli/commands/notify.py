@@ -30,11 +30,19 @@ def _targets(settings: Any, wanted: list[str] | None) -> list[Any]:
     if not targets:
         raise ConfigError("no notify targets configured: add [[notify]] to inventory.toml")
     if wanted:
-        unknown = sorted(set(wanted) - {t.name for t in targets})
-        if unknown:
-            raise ConfigError(f"unknown notify target {unknown[0]!r}")
+        _check_names(wanted, [t.name for t in targets], where="configured")
         targets = [t for t in targets if t.name in wanted]
     return targets
+
+
+def _check_names(wanted: list[str], valid: list[str], *, where: str) -> None:
+    """A ``--target`` naming no target is an error listing the valid names, never nothing."""
+    from inventory.errors import SelectionError
+
+    unknown = [name for name in wanted if name not in valid]
+    if unknown:
+        names = ", ".join(sorted(set(valid))) or "none"
+        raise SelectionError(f"--target {unknown[0]!r} is not a notify target; {where}: {names}")
 
 
 Target = Annotated[
@@ -65,7 +73,7 @@ def pending_command(
     ctx: typer.Context,
     target: Target = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    limit: Annotated[int, typer.Option(help="Events listed at most.")] = 50,
+    limit: Annotated[int, typer.Option(min=0, help="Events listed at most.")] = 50,
 ) -> None:
     """Events not delivered: pending (with their next attempt) and dead (with why)."""
     from inventory.daemon.service import open_engine
@@ -77,6 +85,9 @@ def pending_command(
         try:
             with engine.connect() as conn:
                 summary = outbox_summary(conn)
+                if target:  # a target configured here, or one whose events are in the outbox
+                    known = [t.name for t in settings.notify] + [s["target"] for s in summary]
+                    _check_names(target, known, where="configured or with pending or dead events")
                 events = list_events(conn, states=("pending", "dead"), targets=target, limit=limit)
         finally:
             engine.dispose()
@@ -107,7 +118,9 @@ def pending_command(
 @notify_app.command("deliver")
 def deliver_command(
     ctx: typer.Context,
-    budget: Annotated[float, typer.Option(help="Seconds spent retrying at most.")] = 30.0,
+    budget: Annotated[
+        float, typer.Option(min=0, help="Seconds spent retrying at most (0: one pass).")
+    ] = 30.0,
     drop_unconfigured: Annotated[
         bool,
         typer.Option(
