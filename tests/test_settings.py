@@ -108,6 +108,22 @@ def test_priority_override_env_dotenv_toml_secrets(
     assert load(env, cwd).page_size == 100
 
 
+def test_without_files_only_overrides_and_the_given_environment_count(
+    env: dict[str, str], cwd: Path, secrets_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo's settings: a user's .env, TOML file (and the notify targets in it) and secrets
+    # directory, named or by default, do not reach them.
+    write_all_layers(env, cwd, secrets_dir)
+    (cwd / "inventory.toml").write_text('[[notify]]\nname = "n"\nurl_env = "HOOK"\n')
+    (cwd / ".env").write_text(f"INVENTORY_CONFIG={cwd / 'inventory.toml'}\nHOOK=http://h/\n")
+    monkeypatch.setattr(settings_sources, "DEFAULT_SECRETS_DIR", secrets_dir)
+    settings = load(env, cwd, files=False)
+    assert (settings.page_size, settings.notify) == (20, [])
+    del env["INVENTORY_PAGE_SIZE"]
+    settings = load(env, cwd, overrides={"max_pages": 7}, files=False)
+    assert (settings.page_size, settings.max_pages) == (100, 7)
+
+
 def test_sources_merge_per_setting(env: dict[str, str], cwd: Path, secrets_dir: Path) -> None:
     (secrets_dir / "INVENTORY_DATABASE_URL").write_text(
         f"postgresql+psycopg://inv:{DB_PASSWORD}@db/inventory\n"

@@ -54,14 +54,21 @@ def load_settings(
     cwd: Path | None = None,
     config: Path | None = None,
     require_accounts: bool = True,
+    files: bool = True,
 ) -> Settings:
     """Settings from every source; raises ConfigError, never ValidationError.
 
     ``config`` is a TOML file named on the command line: it replaces ``INVENTORY_CONFIG``, and
-    an error about it names ``--config``.
+    an error about it names ``--config``. ``files=False``: ``overrides`` and ``environ`` only,
+    no ``.env``, TOML file or secrets directory (the demo's settings: a user's own
+    configuration must not reach them).
     """
     load = prepare_load(
-        Settings, dict(os.environ if environ is None else environ), cwd or Path.cwd(), config=config
+        Settings,
+        dict(os.environ if environ is None else environ),
+        cwd or Path.cwd(),
+        config=config,
+        files=files,
     )
     init = _checked_overrides(overrides or {})
     token = CURRENT_LOAD.set(load)

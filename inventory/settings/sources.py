@@ -103,9 +103,21 @@ def prepare_load(
     cwd: Path,
     *,
     config: Path | None = None,
+    files: bool = True,
 ) -> Load:
-    """One load's inputs; ``config`` (the option ``--config``) beats INVENTORY_CONFIG."""
+    """One load's inputs; ``config`` (the option ``--config``) beats INVENTORY_CONFIG.
+
+    ``files=False``: no ``.env``, TOML file or secrets directory, whatever ``environ`` names.
+    """
     cwd = cwd.absolute()
+    if not files:
+        nothing = _DotEnvSource(settings_cls, env_file=None)
+        return Load(
+            env=Environment(environ, cwd, cwd / ".env", nothing.env_vars),
+            dotenv_source=nothing,
+            toml_path=None,
+            secrets_dir=None,
+        )
     dotenv_path = cwd / ".env"
     dotenv_source = _DotEnvSource(
         settings_cls, env_file=dotenv_path, dotenv_filtering="only_existing"
