@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from inventory.cli.console import fail, out, user_errors
+from inventory.cli.options import options
 
 __all__ = ["register"]
 
@@ -51,17 +52,43 @@ def simulate_command(
 
 
 def demo_command(
-    cycles: Annotated[int, typer.Option(help="Sync cycles to run.")] = 3,
+    ctx: typer.Context,
+    cycles: Annotated[int, typer.Option(min=1, help="Sync cycles to run.")] = 3,
     database_url: Annotated[
         str | None,
-        typer.Option(help="Where to keep the demo's data (default: a new inventory-demo.db)."),
+        typer.Option(
+            help="Where to keep the demo's data (default: a new inventory-demo.db); "
+            "a new database or one an earlier demo made, never another."
+        ),
     ] = None,
 ) -> None:
-    """A first run: a simulated API, a few sync cycles, and what changed between them."""
+    """A first run: a simulated API, a few sync cycles, and what changed between them.
+
+    It reads no configuration (inventory.toml, .env, INVENTORY_* variables): it syncs only its
+    simulator, into its own database, and notifies no one.
+    """
     from inventory.cli.demo import run_demo  # lazily: the database stack and the simulator
 
+    given = options(ctx)
+    if given.config is not None:
+        fail("--config does not apply to the demo: it reads no configuration file")
+    if given.overrides.get("api_base_url") is not None:
+        fail("--api-base-url does not apply to the demo: it syncs its own simulated API")
+    outer = given.overrides.get("database_url")
+    if outer is not None and database_url is not None and outer != database_url:
+        fail("--database-url given twice with different values (before and after 'demo')")
     with user_errors():
-        run_demo(out, cycles=cycles, database_url=database_url)
+        run_demo(
+            out,
+            cycles=cycles,
+            database_url=database_url if database_url is not None else _text(outer),
+            log_level=_text(given.overrides.get("log_level")),
+            log_format=_text(given.overrides.get("log_format")),
+        )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def register(app: typer.Typer) -> None:
