@@ -5,11 +5,13 @@ not a demo's."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, insert, select
+from sqlalchemy.engine import make_url
 
 from inventory.cli import demo
 from inventory.db.models import Account
@@ -140,3 +142,23 @@ def test_the_demo_refuses_global_options_it_cannot_honour(
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr
     assert list(tmp_path.iterdir()) == [tmp_path / "inventory.toml"]
+
+
+def test_the_demo_never_shows_the_database_password(
+    pg_database: str | None, pg_emptier: Callable[[], None], tmp_path: Path
+) -> None:
+    if pg_database is None:
+        pytest.skip("PostgreSQL is not reachable (set CI=true to make this a failure)")
+    pg_emptier()  # migrated and empty: a database the demo may use
+    url = make_url(pg_database)
+    if url.password is None:  # a server that asks for none ignores one
+        url = url.set(password="demo-Pw-8c1d2e3f")
+    password = str(url.password)
+    result = run(
+        ["demo", "--cycles", "1", "--database-url", url.render_as_string(hide_password=False)],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert password not in result.stdout + result.stderr
+    assert f"database: {url.drivername}://{url.username}:***@" in result.stdout
+    assert f"--database-url '{url.drivername}://{url.username}:***@" in result.stdout

@@ -78,7 +78,8 @@ def run_demo(
         )
         console.rule("[bold]inventory demo")
         console.print(f"simulated Cloudflare API: {base_url}")
-        console.print(f"database: {settings.database_url}")  # its password masked
+        # its password masked; one line, however long
+        console.print(f"database: {settings.database_url}", highlight=False, soft_wrap=True)
 
         engine = open_engine(settings, check_schema=False)
         try:
