@@ -282,3 +282,15 @@ def test_sync_table_shows_a_bracketed_account_name(
     synced = run(["sync"], tmp_path, env)
     assert synced.returncode == 0, synced.stderr
     assert "[green]lab[/]" in synced.stdout
+
+
+@pytest.mark.parametrize("args", [["report", "in-error"], ["status"], ["notify", "pending"]])
+def test_a_reader_refuses_a_missing_sqlite_file_and_creates_nothing(
+    tmp_path: Path, args: list[str]
+) -> None:
+    missing = tmp_path / "typo" / "inventroy.db"
+    result = run(args, tmp_path, {"INVENTORY_DATABASE_URL": f"sqlite:///{missing}"})
+    assert result.returncode == 2, result.stderr
+    no_crash(result)
+    assert f"no SQLite database at {missing}" in result.stderr
+    assert not missing.parent.exists()

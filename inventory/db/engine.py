@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from inventory.errors import SchemaOutOfDateError
+
 __all__ = ["make_engine", "sqlite_path"]
 
 
@@ -74,6 +76,14 @@ def make_engine(
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_path(url)
+        if path is not None and read_only and not path.exists():
+            # A reader never creates the file: a mistyped path would leave an empty database
+            # behind, and `db upgrade` would then be run on the wrong file.
+            msg = (
+                f"no SQLite database at {path}: check database_url, or run "
+                "`inventory db upgrade` to create one there"
+            )
+            raise SchemaOutOfDateError(msg)
         if path is not None:
             _create_private_file(path)
         engine = create_engine(parsed, echo=echo)
