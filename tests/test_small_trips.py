@@ -294,3 +294,22 @@ def test_a_reader_refuses_a_missing_sqlite_file_and_creates_nothing(
     no_crash(result)
     assert f"no SQLite database at {missing}" in result.stderr
     assert not missing.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("api_tokn", "unknown key 'api_tokn' (did you mean api_token?)"),
+        ("api_key_fil", "unknown key 'api_key_fil' (did you mean api_key_file?)"),
+        ("credential_source", "unknown key 'credential_source'"),
+    ],
+)
+def test_a_misspelt_credential_key_is_named_not_taken_for_a_missing_credential(
+    tmp_path: Path, key: str, says: str
+) -> None:
+    environ = {"INVENTORY_ACCOUNTS": json.dumps([{"id": ACCOUNT, key: TOKEN}])}
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ=environ, cwd=tmp_path)
+    assert says in str(info.value)
+    assert "no credential" not in str(info.value)
+    assert TOKEN not in str(info.value)

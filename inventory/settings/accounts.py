@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, field_validator, model_va
 
 from inventory import timespec
 from inventory.redaction import register_secret
-from inventory.settings.sources import Environment, current_environment
+from inventory.settings.sources import Environment, current_environment, did_you_mean
 
 __all__ = ["AccountConfig"]
 
@@ -62,6 +62,11 @@ class AccountConfig(BaseModel):
     def _resolve_credential(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
+        # Before the credential: a misspelt `api_tokn` is an unknown key, not a missing token.
+        known = {*cls.model_fields, *_TOKEN_WAYS, *_KEY_WAYS} - {"credential_source"}
+        for key in data:
+            if key not in known:
+                raise ValueError(f"unknown key {key!r}{did_you_mean(str(key), known)}")
         return _resolve_credential(dict(data), current_environment())
 
     @field_validator("id", mode="before")
