@@ -93,6 +93,10 @@ def test_pending_shows_what_is_left_and_what_is_dead(
     by_id = {e["event_id"]: e for e in document["events"]}
     assert (by_id[ids[1]]["state"], by_id[ids[1]]["last_error"]) == ("dead", "HTTP 404")
     assert (by_id[ids[2]]["state"], by_id[ids[2]]["last_error"]) == ("pending", "HTTP 500")
+    # ISO 8601 times, as every other --json prints them (str() gave a space for the T)
+    assert datetime.fromisoformat(by_id[ids[2]]["created_at"]).tzinfo is not None
+    assert "T" in by_id[ids[2]]["created_at"]
+    assert "T" in document["targets"][0]["oldest_pending"]
     text = invoke(db_url, targets, "notify", "pending")
     assert "sec: 1 pending, 1 dead" in text.stdout
     status = invoke(db_url, targets, "status")

@@ -5,7 +5,6 @@ Each imports its machinery (SQLAlchemy, httpx) when it runs: the other commands 
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Any
 
@@ -94,8 +93,9 @@ def pending_command(
     if target:
         summary = [s for s in summary if s["target"] in target]
     if as_json:
-        document = {"targets": summary, "events": events}
-        sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+        from inventory.reports.output import rows_json  # ISO 8601 times, as every --json
+
+        sys.stdout.write(rows_json({"targets": summary, "events": events}) + "\n")
         return
     if not summary:
         out.print("nothing pending, nothing dead")
