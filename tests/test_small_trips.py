@@ -313,3 +313,19 @@ def test_a_misspelt_credential_key_is_named_not_taken_for_a_missing_credential(
     assert says in str(info.value)
     assert "no credential" not in str(info.value)
     assert TOKEN not in str(info.value)
+
+
+def test_config_check_shows_every_setting_of_a_notify_target(tmp_path: Path) -> None:
+    target = {
+        "name": "ops",
+        "url": "https://hooks.example.com/x",
+        "timeout": "2s",
+        "batch_size": 5,
+        "batch_window": 0,
+    }
+    env = {**one_account(), "INVENTORY_NOTIFY": json.dumps([target])}
+    result = run(["config", "check", "--json"], tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    (shown,) = json.loads(result.stdout)["notify"]
+    assert (shown["timeout"], shown["batch_size"], shown["batch_window"]) == (2.0, 5, 0.0)
+    assert shown["url"].startswith("***")

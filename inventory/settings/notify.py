@@ -169,6 +169,9 @@ class NotifyTarget(BaseModel):
             accounts=list(self.accounts) if self.accounts is not None else "all",
             failed_runs=self.failed_runs,
             max_age=self.max_age,
+            batch_size=self.batch_size,
+            batch_window=self.batch_window,
+            timeout=self.timeout,
         )
         return values
 
