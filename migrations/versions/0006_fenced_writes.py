@@ -70,7 +70,7 @@ def upgrade() -> None:
             "history versions that ended before they started were repaired", versions=repaired
         )
     else:
-        log.info("no history version ended before it started")
+        log.debug("no history version ended before it started")  # nothing to tell a user
     if bind.dialect.name == "sqlite":
         _rebuild_sqlite(bind, _add_check)
     else:
