@@ -121,10 +121,16 @@ def test(pytest_args: list[str]) -> None:
     # pytest-xdist workers, each with its own databases (tests/conftest.py): one more than the
     # cores, as tests also wait (on the database, on the simulator's thread)
     workers = ["-n", str((os.cpu_count() or 1) + 1)]
-    # Everything (CI): the tests not marked slow in parallel, then the slow ones one at a time,
-    # as their timings (replicas sharing a budget, deadlines, daemons) assume a machine of their
-    # own. With arguments, pytest runs once, as they say.
-    passes = [["-m", "not slow", *workers], ["-m", "slow"]] if not pytest_args else [pytest_args]
+    # Everything (CI): the tests not marked slow, and the slow ones marked `parallel` (they need
+    # no machine of their own), in parallel; then the other slow ones one at a time, as their
+    # timings (replicas sharing a budget, deadlines, daemons) assume a machine of their own.
+    # With arguments, pytest runs once, as they say.
+    passes = [
+        ["-m", "not slow or parallel", *workers],
+        ["-m", "slow and not parallel"],
+    ]
+    if pytest_args:
+        passes = [pytest_args]
     if "--fast" in pytest_args:
         pytest_args = [a for a in pytest_args if a != "--fast"]
         chosen = any(a.startswith(("-n", "--numprocesses")) for a in pytest_args)

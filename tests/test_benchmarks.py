@@ -16,6 +16,7 @@ from benchmarks.workloads import WORKLOADS
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_tiny_workload_measures_every_phase(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

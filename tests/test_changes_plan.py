@@ -506,6 +506,7 @@ def test_every_report_has_its_header_when_empty(db_url: str) -> None:
 
 
 @pytest.mark.slow  # two processes; the same output through CliRunner is checked above
+@pytest.mark.parallel
 def test_a_real_pipe_honours_columns(scenario_db: tuple[str, Scenario], tmp_path: Path) -> None:
     db_url = scenario_db[0]
     base = {k: v for k, v in os.environ.items() if not k.startswith(("INVENTORY_", "COLUMNS"))}

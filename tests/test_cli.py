@@ -14,6 +14,7 @@ from tests.support.matrix import one_per_family
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_sync_from_a_fresh_directory(
     tmp_path: Path, sim: SimulatedCloudflare, api_url: str
 ) -> None:

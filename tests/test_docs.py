@@ -234,6 +234,7 @@ def _console_commands(text: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.id)
 def test_the_block_runs(block: Block, scratch: Scratch) -> None:
     if block.lang == "sql":

@@ -79,6 +79,7 @@ def assert_current_equals_open_version(engine: Engine) -> None:
 
 
 @pytest.mark.slow  # the same as the six hours below, four times over
+@pytest.mark.parallel
 def test_a_day_of_cloudflare_resyncs_writes_no_version(
     syncer: Syncer, settings: Settings, engine: Engine, sim: SimulatedCloudflare
 ) -> None:

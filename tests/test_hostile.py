@@ -169,6 +169,7 @@ def _ids(raws: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 @needs_spec
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
@@ -245,6 +246,7 @@ def _rejections(engine: Engine, run_id: int | None) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 @needs_spec
 @settings(
     max_examples=12,
@@ -584,6 +586,7 @@ def _nested(depth: int) -> Any:
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 @given(ODD_JSON)
 @settings(max_examples=300, deadline=None)
 def test_the_fast_storability_check_never_passes_what_the_exact_one_refuses(value: Any) -> None:

@@ -94,6 +94,7 @@ def fresh_virtualenv(where: Path, wheel: Path) -> Path:
 
 
 @pytest.mark.slow  # builds the wheel
+@pytest.mark.parallel
 def test_the_wheel_lists_its_migrations_and_metadata(tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
@@ -114,6 +115,7 @@ def test_the_wheel_lists_its_migrations_and_metadata(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_the_installed_wheel_works_from_an_empty_directory(tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path)
     bin_dir = fresh_virtualenv(tmp_path / "venv", wheel)

@@ -33,6 +33,7 @@ def _open_and_current(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_prune_removes_only_what_closed_before_the_cutoff(
     engine: Engine, settings: Settings, sim: SimulatedCloudflare
 ) -> None:

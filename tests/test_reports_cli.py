@@ -25,6 +25,7 @@ def history(engine: Engine, settings: Settings, sim: SimulatedCloudflare) -> His
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_changes_as_json_and_csv(db_url: str, history: History) -> None:
     period = ["--since", "2026-01-02", "--until", "2026-01-02T00:00:05Z"]
     result = invoke_reports(db_url, "changes", *period, "--account", history.a, "--json")
@@ -63,6 +64,7 @@ def test_a_bad_argument_is_one_line_and_exit_2(db_url: str, args: list[str]) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_show_as_of_and_not_found(db_url: str, history: History) -> None:
     shown = invoke_reports(
         db_url, "show", "portal", PORTAL, "-a", history.a, "--as-of", "2026-01-01T12:00"
@@ -79,6 +81,7 @@ def test_show_as_of_and_not_found(db_url: str, history: History) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_timeline_status_and_reports(db_url: str, history: History) -> None:
     timeline = invoke_reports(db_url, "timeline", "server", FLAPPING, "-a", history.a, "--json")
     assert [p["status"] for p in json.loads(timeline.stdout)] == [
@@ -103,6 +106,7 @@ def test_timeline_status_and_reports(db_url: str, history: History) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_prune_reports_what_it_removed(db_url: str, history: History) -> None:
     # everything in the history closed days ago; nothing closed within the last 1000 days
     assert (

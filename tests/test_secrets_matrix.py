@@ -37,7 +37,7 @@ from inventory.db.engine import make_engine
 from inventory.simulator import SimulatedCloudflare, serve_in_thread
 from tests.support.receiver import Status, receiving
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.parallel]  # daemons on free ports, 60 s deadlines
 
 CANARY = "cfut_MATRIXCANARY_5e0d17a9b2"
 EMAIL_CANARY = "josé-matrixcanary@example.com"

@@ -414,6 +414,7 @@ def _another_database(engine: Engine, tmp_path: Path, template: Path) -> Iterato
 
 
 @pytest.mark.slow
+@pytest.mark.parallel
 def test_bulk_inserts_store_exactly_what_insert_stores(
     engine: Engine,
     settings: Settings,

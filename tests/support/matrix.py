@@ -25,11 +25,16 @@ def grid(*axes: Mapping[str, Any]) -> list[pytest.ParameterSet]:
 def one_per_family(
     params: Iterable[pytest.ParameterSet], fast: Collection[str]
 ) -> list[pytest.ParameterSet]:
-    """The same parameters, each one whose id is not in ``fast`` marked slow."""
+    """The same parameters, each one whose id is not in ``fast`` marked slow, and ``parallel``:
+    its family's fast case runs in the parallel pass, so the full run plays it there too."""
     params = list(params)
     unknown = set(fast) - {p.id for p in params}
     assert not unknown, f"fast cases that are not in the matrix: {sorted(unknown)}"
     return [
-        p if p.id in fast else pytest.param(*p.values, id=p.id, marks=[*p.marks, pytest.mark.slow])
+        p
+        if p.id in fast
+        else pytest.param(
+            *p.values, id=p.id, marks=[*p.marks, pytest.mark.slow, pytest.mark.parallel]
+        )
         for p in params
     ]
